@@ -1,0 +1,124 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Errors returned by every implementation. Callers test them with errors.Is.
+var (
+	// ErrNotFound: no object with that key in that tenant.
+	ErrNotFound = errors.New("not found")
+	// ErrDuplicate: an object with that key (or unique field) already exists.
+	ErrDuplicate = errors.New("already exists")
+	// ErrConflict: the version given does not match the stored version.
+	ErrConflict = errors.New("version conflict")
+	// ErrInUse: the object is referenced by another object and cannot be deleted.
+	ErrInUse = errors.New("in use")
+	// ErrMissingReference: the object refers to an object that does not exist.
+	ErrMissingReference = errors.New("missing reference")
+)
+
+// RefError details ErrInUse and ErrMissingReference: which kind of object refers
+// or is referred to, and its name.
+type RefError struct {
+	Err  error  // ErrInUse or ErrMissingReference
+	Kind string // "profile", "wireless", "ciraconfig", "ieee8021x", "proxy", "domain"
+	Name string
+}
+
+func (e *RefError) Error() string { return fmt.Sprintf("%v: %s %s", e.Err, e.Kind, e.Name) }
+func (e *RefError) Unwrap() error { return e.Err }
+
+// Page selects a window of a list ordered by name.
+type Page struct {
+	Top  int // at most this many; 0 means none
+	Skip int
+}
+
+// DeviceFilter selects devices for listing (MPS semantics: the first non-empty
+// of Hostname, FriendlyName, Tags applies).
+type DeviceFilter struct {
+	Hostname     string
+	FriendlyName string
+	Tags         []string
+	TagsMatchAll bool  // AND (true) or OR (false)
+	Connected    *bool // filter on ConnectionStatus
+}
+
+// Store is amtd's repository. Implementations are safe for concurrent use.
+// Lookups by name are case-insensitive and scoped to the tenant.
+//
+// Create sets Version to 1. Update stores the object if its Version equals the
+// stored one (else ErrConflict) and sets Version to the new stored version.
+type Store interface {
+	// Dialect is "SQLITE" or "POSTGRES".
+	Dialect() string
+	Ping(ctx context.Context) error
+	Close() error
+
+	ListCIRAConfigs(ctx context.Context, tenant string, p Page) ([]CIRAConfig, error)
+	CountCIRAConfigs(ctx context.Context, tenant string) (int, error)
+	GetCIRAConfig(ctx context.Context, tenant, name string) (*CIRAConfig, error)
+	CreateCIRAConfig(ctx context.Context, c *CIRAConfig) error
+	UpdateCIRAConfig(ctx context.Context, c *CIRAConfig) error
+	DeleteCIRAConfig(ctx context.Context, tenant, name string) error // ErrInUse (RefError) when a profile uses it
+
+	ListDomains(ctx context.Context, tenant string, p Page) ([]Domain, error)
+	CountDomains(ctx context.Context, tenant string) (int, error)
+	GetDomain(ctx context.Context, tenant, name string) (*Domain, error)
+	GetDomainBySuffix(ctx context.Context, tenant, suffix string) (*Domain, error)
+	CreateDomain(ctx context.Context, d *Domain) error // ErrDuplicate on name or suffix
+	UpdateDomain(ctx context.Context, d *Domain) error
+	DeleteDomain(ctx context.Context, tenant, name string) error
+
+	ListProfiles(ctx context.Context, tenant string, p Page) ([]Profile, error)
+	CountProfiles(ctx context.Context, tenant string) (int, error)
+	GetProfile(ctx context.Context, tenant, name string) (*Profile, error)
+	CreateProfile(ctx context.Context, p *Profile) error // ErrMissingReference (RefError) for unknown links
+	UpdateProfile(ctx context.Context, p *Profile) error // replaces wifi/proxy links
+	DeleteProfile(ctx context.Context, tenant, name string) error
+
+	ListWirelessConfigs(ctx context.Context, tenant string, p Page) ([]WirelessConfig, error)
+	CountWirelessConfigs(ctx context.Context, tenant string) (int, error)
+	GetWirelessConfig(ctx context.Context, tenant, name string) (*WirelessConfig, error)
+	CreateWirelessConfig(ctx context.Context, w *WirelessConfig) error
+	UpdateWirelessConfig(ctx context.Context, w *WirelessConfig) error
+	DeleteWirelessConfig(ctx context.Context, tenant, name string) error // ErrInUse when a profile uses it
+
+	ListIEEE8021xConfigs(ctx context.Context, tenant string, p Page) ([]IEEE8021xConfig, error)
+	CountIEEE8021xConfigs(ctx context.Context, tenant string) (int, error)
+	GetIEEE8021xConfig(ctx context.Context, tenant, name string) (*IEEE8021xConfig, error)
+	CreateIEEE8021xConfig(ctx context.Context, c *IEEE8021xConfig) error
+	UpdateIEEE8021xConfig(ctx context.Context, c *IEEE8021xConfig) error
+	DeleteIEEE8021xConfig(ctx context.Context, tenant, name string) error // ErrInUse (Kind "profile" or "wireless")
+
+	ListProxyConfigs(ctx context.Context, tenant string, p Page) ([]ProxyConfig, error)
+	CountProxyConfigs(ctx context.Context, tenant string) (int, error)
+	GetProxyConfig(ctx context.Context, tenant, name string) (*ProxyConfig, error)
+	CreateProxyConfig(ctx context.Context, c *ProxyConfig) error // ErrDuplicate on name or (address, port)
+	UpdateProxyConfig(ctx context.Context, c *ProxyConfig) error // no version check (RPS)
+	DeleteProxyConfig(ctx context.Context, tenant, name string) error
+
+	// Devices. GUIDs are unique across tenants.
+	ListDevices(ctx context.Context, tenant string, f DeviceFilter, p Page) ([]Device, error)
+	CountDevices(ctx context.Context, tenant string, f DeviceFilter) (int, error)
+	GetDevice(ctx context.Context, guid string) (*Device, error) // any tenant; callers check TenantID
+	PutDevice(ctx context.Context, d *Device) (created bool, err error)
+	DeleteDevice(ctx context.Context, guid string) error
+	DeviceTags(ctx context.Context, tenant string) ([]string, error)
+
+	// Provisioning log.
+	AppendEvent(ctx context.Context, e *ProvisioningEvent) error // sets Seq and Time if zero
+	ListEvents(ctx context.Context, guid string, p Page) ([]ProvisioningEvent, error)
+
+	// Sealed secrets for the local secret backend: opaque ciphertext by key.
+	PutSealed(ctx context.Context, key string, blob []byte) error
+	GetSealed(ctx context.Context, key string) ([]byte, error) // ErrNotFound
+	DeleteSealed(ctx context.Context, key string) error        // nil when absent
+
+	// Settings: small non-secret values (e.g. the admin password hash).
+	GetSetting(ctx context.Context, key string) (string, error) // ErrNotFound
+	PutSetting(ctx context.Context, key, value string) error
+}
