@@ -106,7 +106,7 @@ func (f *fakeFirmware) ProvisioningState() uint32 {
 	return f.provState
 }
 func (f *fakeFirmware) CodeVersions() (string, []hostif.VersionEntry) { return f.bios, f.versions }
-func (f *fakeFirmware) LocalSystemAccount() (string, string)         { return f.lsaUser, f.lsaPass }
+func (f *fakeFirmware) LocalSystemAccount() (string, string)          { return f.lsaUser, f.lsaPass }
 func (f *fakeFirmware) LANInterface(i uint32) (hostif.LANSettings, bool) {
 	switch i {
 	case 0:
