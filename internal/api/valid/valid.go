@@ -135,6 +135,17 @@ type Chain struct {
 	value   any
 	present bool
 	skip    bool
+	redact  bool
+}
+
+// Redacted is the value reported in errors of a Redact chain.
+const Redacted = "[redacted]"
+
+// Redact marks a secret field (a password, a PFX): its errors report the
+// value as Redacted instead of echoing the secret back.
+func (c *Chain) Redact() *Chain {
+	c.redact = true
+	return c
 }
 
 // Value is the field's raw value (after Default).
@@ -183,7 +194,11 @@ func (c *Chain) fail(msg string) {
 	if msg == "" {
 		msg = DefaultMessage
 	}
-	c.v.errs = append(c.v.errs, FieldError{Value: c.value, HasValue: c.present, Msg: msg, Path: c.path, Location: c.loc})
+	val := c.value
+	if c.redact && c.present && val != nil {
+		val = Redacted
+	}
+	c.v.errs = append(c.v.errs, FieldError{Value: val, HasValue: c.present, Msg: msg, Path: c.path, Location: c.loc})
 }
 
 // standard runs a string validator on the value, or on each element of an
