@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Sealed", testSealed},
 		{"Settings", testSettings},
 		{"ConcurrentWriters", testConcurrent},
+		{"DeleteRacesReference", testDeleteRacesReference},
 		{"CanceledContext", testCanceled},
 	}
 	for _, tc := range tests {
@@ -1203,6 +1204,39 @@ func testConcurrent(t *testing.T, s store.Store) {
 		t.Fatalf("contended version = %d, want 2", c.Version)
 	}
 	wantRef(t, s.DeleteWirelessConfig(ctx, "", "home"), store.ErrInUse, "profile", "w0-p0")
+}
+
+// testDeleteRacesReference: a delete racing with a create that refers to the
+// same object ends in exactly one consistent outcome, never a dangling link.
+func testDeleteRacesReference(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const rounds = 15
+	for i := range rounds {
+		name := fmt.Sprintf("race%d", i)
+		must(t, s.CreateWirelessConfig(ctx, wireless("", name, i)))
+		p := profile("", "user-"+name)
+		p.WifiConfigs = []store.ProfileWifi{{Name: name, Priority: 1}}
+		var createErr, deleteErr error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); createErr = s.CreateProfile(ctx, p) }()
+		go func() { defer wg.Done(); deleteErr = s.DeleteWirelessConfig(ctx, "", name) }()
+		wg.Wait()
+		switch {
+		case createErr == nil && errors.Is(deleteErr, store.ErrInUse):
+			got, err := s.GetProfile(ctx, "", p.Name)
+			must(t, err)
+			if len(got.WifiConfigs) != 1 || got.WifiConfigs[0].Name != name {
+				t.Fatalf("round %d: profile links %+v", i, got.WifiConfigs)
+			}
+		case errors.Is(createErr, store.ErrMissingReference) && deleteErr == nil:
+			if _, err := s.GetProfile(ctx, "", p.Name); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("round %d: profile exists after failed create: %v", i, err)
+			}
+		default:
+			t.Fatalf("round %d: create = %v, delete = %v", i, createErr, deleteErr)
+		}
+	}
 }
 
 func testCanceled(t *testing.T, s store.Store) {
