@@ -38,10 +38,11 @@ type ChainOptions struct {
 	// SHA256WithRSA); the per-certificate fields override it.
 	SigAlg, RootSigAlg, IntermediateSigAlg, LeafSigAlg x509.SignatureAlgorithm
 
-	NoAMTOID     bool // leaf EKU without 2.16.840.1.113741.1.2.3
-	NoServerAuth bool // leaf EKU without serverAuth
-	NoEKU        bool // leaf without any EKU extension
-	AMTOU        bool // leaf subject OU "Intel(R) Client Setup Certificate"
+	NoAMTOID     bool     // leaf EKU without 2.16.840.1.113741.1.2.3
+	NoServerAuth bool     // leaf EKU without serverAuth
+	NoEKU        bool     // leaf without any EKU extension
+	AMTOU        bool     // leaf subject OU "Intel(R) Client Setup Certificate"
+	LeafOU       []string // further leaf subject OUs (before the AMT one)
 
 	NotBefore, NotAfter         time.Time // leaf validity (default now-1h … now+1y)
 	RootNotBefore, RootNotAfter time.Time // root (and intermediate) validity (default now-1h … now+10y)
@@ -143,8 +144,9 @@ func NewChain(o ChainOptions) *Chain {
 	if !o.NoLeafCN {
 		subj.CommonName = def(o.LeafCN, "amt.example.com")
 	}
+	subj.OrganizationalUnit = append(subj.OrganizationalUnit, o.LeafOU...)
 	if o.AMTOU {
-		subj.OrganizationalUnit = []string{AMTSetupOU}
+		subj.OrganizationalUnit = append(subj.OrganizationalUnit, AMTSetupOU)
 	}
 	leafTmpl := &x509.Certificate{
 		SerialNumber:          serial(),
