@@ -13,7 +13,7 @@ import (
 )
 
 const (
-	resp401 = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"Digest:0A1B2C3D4E5F60718293A4B5C6D7E8F9\", nonce=\"B9AX94iAAAAAAAAAx6rrSfPHGUrx/3uA\",stale=\"false\",qop=\"auth\"\r\nContent-Type: text/html\r\nServer: Intel(R) Active Management Technology 16.1.25.2050\r\nContent-Length: 13\r\nConnection: close\r\n\r\n<html></html>"
+	resp401  = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"Digest:0A1B2C3D4E5F60718293A4B5C6D7E8F9\", nonce=\"B9AX94iAAAAAAAAAx6rrSfPHGUrx/3uA\",stale=\"false\",qop=\"auth\"\r\nContent-Type: text/html\r\nServer: Intel(R) Active Management Technology 16.1.25.2050\r\nContent-Length: 13\r\nConnection: close\r\n\r\n<html></html>"
 	resp200a = "HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml; charset=UTF-8\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
 	resp200b = "5\r\n<a/>\n\r\n0\r\n\r\n"
 )
