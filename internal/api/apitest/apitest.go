@@ -33,6 +33,9 @@ type Options struct {
 	Dir string
 	// MaxBodyBytes overrides the server's body limit.
 	MaxBodyBytes int64
+	// Secrets replaces the data folder's secret store (e.g. to share one
+	// between two servers).
+	Secrets secrets.Store
 }
 
 // Env is a running server.
@@ -64,9 +67,11 @@ func New(t testing.TB, o Options) *Env {
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	sec, err := OpenSecrets(ctx, dir, st)
-	if err != nil {
-		t.Fatalf("open secrets: %v", err)
+	sec := o.Secrets
+	if sec == nil {
+		if sec, err = OpenSecrets(ctx, dir, st); err != nil {
+			t.Fatalf("open secrets: %v", err)
+		}
 	}
 	srv, err := api.New(ctx, api.Config{Store: st, Secrets: sec, Logger: log, Auth: o.Auth, Version: o.Version,
 		Now: o.Now, MaxBodyBytes: o.MaxBodyBytes})
