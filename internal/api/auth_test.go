@@ -237,4 +237,3 @@ func hs256Token(t *testing.T, env *apitest.Env, claims map[string]any) string {
 	mac.Write([]byte(msg))
 	return msg + "." + enc(mac.Sum(nil))
 }
-
