@@ -1,0 +1,176 @@
+// Package provision is amtd's provisioning engine: the server side of
+// activation (CCM, ACM, CCM→ACM upgrade, reconfiguration of activated
+// devices), deactivation and maintenance as spec/activation.md describes them,
+// and the configuration of a device from an AMT profile (§10).
+//
+// Each flow is a plain sequence of steps over an *amt.Client. The engine is
+// an rpcproto.Handler (the rpc-go WebSocket relay), but nothing below Serve
+// knows about WebSockets: a Conn is any http.RoundTripper that can also wait
+// (firmware settling delays) and report progress, and Configure takes only an
+// *amt.Client, so other paths to a device (direct TLS, legacy PKI) reuse the
+// configuration steps.
+//
+// Durability (DESIGN.md principle 2): every password or key is staged in the
+// secret store (package devcreds) before the WS-MAN call that sets it, and
+// committed once the device confirmed it. See resume.go for how an activation
+// interrupted at any instant is completed by running it again.
+package provision
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/amtd-project/amtd/internal/rpcproto"
+	"github.com/amtd-project/amtd/internal/secrets"
+	"github.com/amtd-project/amtd/internal/store"
+)
+
+// Timing holds the protocol's waits and per-call timeouts (activation.md
+// §13). Zero values mean "no wait" for delays, so tests can run without
+// sleeping; use DefaultTiming for RPS's values.
+type Timing struct {
+	// ActivationDelay is the wait after Setup/AdminSetup/UpgradeClientToAdmin
+	// before the first call with the new credentials (RPS delay_timer, 12 s).
+	ActivationDelay time.Duration
+	// TLSPutDelay is the wait between the remote and the local TLS Put, and
+	// after CommitChanges when TLS is unconfigured (5 s).
+	TLSPutDelay time.Duration
+	// TLSDelay is AMT's TLS rollover wait (delay_tls_timer, 15 s): after
+	// CommitChanges of a TLS configuration and after Ethernet Puts on
+	// TLS-enforced devices.
+	TLSDelay time.Duration
+	// CallTimeout bounds one WS-MAN call (all its transport attempts).
+	// Zero means amt's default (30 s).
+	CallTimeout time.Duration
+	// TLSCallTimeout bounds TLS Puts and CommitChanges, which AMT may take
+	// long to answer. Zero means CallTimeout.
+	TLSCallTimeout time.Duration
+	// LockTimeout bounds the wait for another session on the same device
+	// to finish. Zero means 2 minutes.
+	LockTimeout time.Duration
+}
+
+// DefaultTiming returns RPS's waits.
+func DefaultTiming() Timing {
+	return Timing{
+		ActivationDelay: 12 * time.Second,
+		TLSPutDelay:     5 * time.Second,
+		TLSDelay:        15 * time.Second,
+		CallTimeout:     45 * time.Second, // ≥ 3 relayed attempts of 12 s
+		TLSCallTimeout:  60 * time.Second,
+		LockTimeout:     2 * time.Minute,
+	}
+}
+
+// Config is the engine's explicit configuration.
+type Config struct {
+	Store   store.Store
+	Secrets secrets.Store
+	// CA is amtd's certificate authority: it signs the TLS server
+	// certificates and 802.1x client certificates of devices. Required for
+	// profiles with tlsMode or EAP-TLS 802.1x.
+	CA CA
+	// CIRARootDER is the root certificate (DER) of the CIRA server's
+	// certificate, installed on devices configured for CIRA. When empty,
+	// the CIRA config's mpsRootCertificate (base64 DER) is used.
+	CIRARootDER []byte
+	// RADIUSRootDER is the root the device trusts for the 802.1x
+	// authentication server's certificate. Empty: CA.RootDER().
+	RADIUSRootDER []byte
+	// CIRADetectionString is the "inside the enterprise" DNS suffix given to
+	// AMT's environment detection for CIRA devices. Empty: a random
+	// "<uuid>.com" per device, so the device always uses CIRA (RPS).
+	CIRADetectionString string
+	// PreventOrphanedDevices refuses to activate a pre-provisioning device
+	// that already has a device record (RPS prevent_orphaned_devices).
+	PreventOrphanedDevices bool
+	// Timing: nil means DefaultTiming().
+	Timing *Timing
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Rand is the randomness for passwords and nonces (default crypto/rand).
+	Rand io.Reader
+}
+
+// Engine runs provisioning sessions. It is safe for concurrent use; sessions
+// for different devices never wait for each other.
+type Engine struct {
+	cfg    Config
+	timing Timing
+	log    *slog.Logger
+	locks  *deviceLocks
+}
+
+// New returns an engine. Store and Secrets are required.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Store == nil || cfg.Secrets == nil {
+		return nil, errors.New("provision: Store and Secrets are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	t := DefaultTiming()
+	if cfg.Timing != nil {
+		t = *cfg.Timing
+	}
+	if t.TLSCallTimeout <= 0 {
+		t.TLSCallTimeout = t.CallTimeout
+	}
+	if t.LockTimeout <= 0 {
+		t.LockTimeout = 2 * time.Minute
+	}
+	return &Engine{cfg: cfg, timing: t, log: cfg.Logger, locks: newDeviceLocks()}, nil
+}
+
+// Conn is the path to the device during a session: an HTTP round tripper to
+// the device's WS-MAN endpoint that can also wait for firmware settling
+// delays (noticing a client that went away) and show progress to the
+// operator. *rpcproto.Session is a Conn.
+type Conn interface {
+	http.RoundTripper
+	Wait(ctx context.Context, d time.Duration) error
+	Progress(label string)
+}
+
+// Serve implements rpcproto.Handler: it runs activate, deactivate or
+// maintenance as the first message asked, whatever the endpoint path.
+func (e *Engine) Serve(ctx context.Context, s *rpcproto.Session) rpcproto.Outcome {
+	return e.Run(ctx, s.Request, s)
+}
+
+// Run executes one validated request over conn. It always returns an
+// outcome with a message for the client.
+func (e *Engine) Run(ctx context.Context, req rpcproto.Request, conn Conn) rpcproto.Outcome {
+	if req.Payload == nil {
+		return rpcproto.Outcome{Message: req.ConnID + " - Error while Validating the client message"}
+	}
+	switch req.Command.Name {
+	case "activate":
+		return e.activate(ctx, req, conn)
+	case "deactivate":
+		return e.deactivate(ctx, req, conn)
+	case "maintenance":
+		return e.maintenance(ctx, req, conn)
+	default:
+		return rpcproto.Outcome{Message: "Device " + req.Payload.UUID + " Not a supported method received from AMT device"}
+	}
+}
+
+// ProvisioningLog returns a device's provisioning log, oldest first.
+func (e *Engine) ProvisioningLog(ctx context.Context, guid string, p store.Page) ([]store.ProvisioningEvent, error) {
+	return e.cfg.Store.ListEvents(ctx, guid, p)
+}
+
+func (e *Engine) now() time.Time { return e.cfg.Now() }
