@@ -4,11 +4,11 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"time"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"strings"
+	"time"
 )
 
 // CA is what the engine needs from amtd's certificate authority (package

@@ -71,7 +71,9 @@ func (j *Journal) add(ctx context.Context, step, result, detail string) {
 func (j *Journal) OK(ctx context.Context, step, detail string) { j.add(ctx, step, ResultOK, detail) }
 
 // Info records a fact.
-func (j *Journal) Info(ctx context.Context, step, detail string) { j.add(ctx, step, ResultInfo, detail) }
+func (j *Journal) Info(ctx context.Context, step, detail string) {
+	j.add(ctx, step, ResultInfo, detail)
+}
 
 // Skipped records a step not needed.
 func (j *Journal) Skipped(ctx context.Context, step, detail string) {

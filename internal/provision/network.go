@@ -89,7 +89,7 @@ func ethernetRequest(s ethernetSettings) ethernetport.SettingsRequest {
 		IPAddress: s.IPAddress, SubnetMask: s.SubnetMask, DefaultGateway: s.DefaultGateway,
 		PrimaryDNS: s.PrimaryDNS, SecondaryDNS: s.SecondaryDNS,
 		ConsoleTcpMaxRetransmissions: ethernetport.ConsoleTCPMaxRetransmissions(s.ConsoleTcpMaxRetransmissions),
-		PhysicalConnectionType: s.PhysicalConnectionType, PhysicalNicMedium: s.PhysicalNicMedium,
+		PhysicalConnectionType:       s.PhysicalConnectionType, PhysicalNicMedium: s.PhysicalNicMedium,
 	}
 }
 
