@@ -44,7 +44,8 @@ type Env struct {
 	Dir     string
 	Server  *api.Server
 	Store   store.Store
-	Secrets secrets.Store
+	Secrets secrets.Store // Tracked, as a secrets.Store
+	Tracked *Tracking     // the server's secret store, with the keys it holds
 	Logs    *SyncBuffer
 	HTTP    *httptest.Server
 	Token   string // bearer token sent by Do (set by the test)
@@ -73,7 +74,8 @@ func New(t testing.TB, o Options) *Env {
 			t.Fatalf("open secrets: %v", err)
 		}
 	}
-	srv, err := api.New(ctx, api.Config{Store: st, Secrets: sec, Logger: log, Auth: o.Auth, Version: o.Version,
+	tracked := NewTracking(sec)
+	srv, err := api.New(ctx, api.Config{Store: st, Secrets: tracked, Logger: log, Auth: o.Auth, Version: o.Version,
 		Now: o.Now, MaxBodyBytes: o.MaxBodyBytes})
 	if err != nil {
 		_ = st.Close()
@@ -87,7 +89,7 @@ func New(t testing.TB, o Options) *Env {
 		hs.Close()
 		_ = st.Close()
 	})
-	return &Env{URL: hs.URL, Dir: dir, Server: srv, Store: st, Secrets: sec, Logs: logs, HTTP: hs}
+	return &Env{URL: hs.URL, Dir: dir, Server: srv, Store: st, Secrets: tracked, Tracked: tracked, Logs: logs, HTTP: hs}
 }
 
 // Response is a captured HTTP answer.
