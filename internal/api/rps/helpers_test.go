@@ -16,7 +16,9 @@ import (
 
 const base = "/api/v1/admin"
 
-func register(s *api.Server) { rps.Register(s, rps.Options{EnterpriseAssistantURL: "http://ea.example:8000"}) }
+func register(s *api.Server) {
+	rps.Register(s, rps.Options{EnterpriseAssistantURL: "http://ea.example:8000"})
+}
 
 // newEnv starts a server with authentication disabled (tenant "").
 func newEnv(t *testing.T) *apitest.Env {
