@@ -1,0 +1,570 @@
+// Package device runs a simulated Intel AMT device on the network: WS-MAN
+// over HTTP on its address (port 16992) with AMT's digest authentication and
+// HTTP framing, and HTTPS on 16993 once TLS is configured and committed
+// (or from the start on TLS-enforced AMT 19+ firmware).
+package device
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/amtd-project/amtd/sim/digest"
+	"github.com/amtd-project/amtd/sim/firmware"
+	"github.com/amtd-project/amtd/sim/wsman"
+)
+
+// Default ports.
+const (
+	HTTPPort  = 16992
+	HTTPSPort = 16993
+)
+
+// Config configures a device.
+type Config struct {
+	// Firmware is the device state (required).
+	Firmware *firmware.Firmware
+	// Addrs are the HTTP (16992) addresses; default 127.0.0.1:16992. Port 0
+	// picks a free port (tests).
+	Addrs []string
+	// TLSAddrs are the HTTPS addresses; default: the hosts of Addrs with port
+	// 16993 (port 0 when the HTTP port is 0).
+	TLSAddrs []string
+	// LMS marks the addresses as the host-local LMS endpoint: the "LMS TLS
+	// Settings" instance governs them instead of the 802.3 (network) one.
+	LMS bool
+	// Host shares listeners among a fleet (nil: the device binds its own).
+	Host *Host
+	// Latency delays every WS-MAN answer, like real firmware (e.g. 80ms).
+	Latency time.Duration
+	// ReadTimeout bounds reading one request (default 30 s).
+	ReadTimeout time.Duration
+	// HangLimit bounds how long a Hang fault holds a connection (0: until
+	// the client closes or the device stops).
+	HangLimit time.Duration
+	// NonceLifetime of digest nonces (default digest.DefaultNonceLifetime).
+	NonceLifetime time.Duration
+	// EnumerationLifetime of WS-MAN enumeration contexts (default 2 min).
+	EnumerationLifetime time.Duration
+	Logger              *slog.Logger
+}
+
+// Device is a running simulated device.
+type Device struct {
+	cfg    Config
+	fw     *firmware.Firmware
+	log    *slog.Logger
+	engine *wsman.Engine
+	digest *digest.Server
+
+	latency atomic.Int64
+
+	mu        sync.Mutex
+	host      *Host
+	ownHost   bool
+	started   bool
+	ctx       context.Context
+	cancel    context.CancelFunc
+	httpAddrs []string // bound
+	tlsWant   []string // configured TLS addresses
+	tlsAddrs  []string // bound while TLS is active
+	conns     sync.WaitGroup
+}
+
+// New prepares a device; Start makes it reachable.
+func New(cfg Config) (*Device, error) {
+	if cfg.Firmware == nil {
+		return nil, errors.New("device: Config.Firmware is required")
+	}
+	if len(cfg.Addrs) == 0 {
+		cfg.Addrs = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(HTTPPort))}
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 30 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = cfg.Firmware.Logger()
+	}
+	log = log.With("device", cfg.Firmware.UUIDString())
+	dg, err := digest.New(digest.Options{NonceLifetime: cfg.NonceLifetime, Now: cfg.Firmware.SystemNow, Rand: cfg.Firmware.Rand()})
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{
+		cfg: cfg, fw: cfg.Firmware, log: log, digest: dg,
+		engine: wsman.NewEngine(cfg.Firmware, wsman.Options{EnumerationLifetime: cfg.EnumerationLifetime, Logger: log}),
+	}
+	d.latency.Store(int64(cfg.Latency))
+	return d, nil
+}
+
+// Firmware is the device's state.
+func (d *Device) Firmware() *firmware.Firmware { return d.fw }
+
+// Engine is the device's WS-MAN engine (fault injection).
+func (d *Device) Engine() *wsman.Engine { return d.engine }
+
+// AddFault installs a fault injection rule (see wsman.FaultRule).
+func (d *Device) AddFault(r wsman.FaultRule) { d.engine.AddFault(r) }
+
+// ClearFaults removes all fault injection rules.
+func (d *Device) ClearFaults() { d.engine.ClearFaults() }
+
+// SetLatency changes the per-call latency.
+func (d *Device) SetLatency(l time.Duration) { d.latency.Store(int64(l)) }
+
+// Start binds the device's addresses and serves until ctx ends or Close.
+func (d *Device) Start(ctx context.Context) error {
+	d.mu.Lock()
+	if d.started {
+		d.mu.Unlock()
+		return errors.New("device: already started")
+	}
+	d.started = true
+	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	d.host = d.cfg.Host
+	if d.host == nil {
+		d.host = newPrivateHost(d.log)
+		d.ownHost = true
+	}
+	d.mu.Unlock()
+	for _, a := range d.cfg.Addrs {
+		bound, err := d.host.register(ctx, a, d, false)
+		if err != nil {
+			d.Close()
+			return fmt.Errorf("device: listen %s: %w", a, err)
+		}
+		d.mu.Lock()
+		d.httpAddrs = append(d.httpAddrs, bound)
+		d.mu.Unlock()
+	}
+	d.mu.Lock()
+	d.tlsWant = d.cfg.TLSAddrs
+	if len(d.tlsWant) == 0 {
+		for _, a := range d.httpAddrs {
+			host, port, _ := net.SplitHostPort(a)
+			tp := strconv.Itoa(HTTPSPort)
+			if port != strconv.Itoa(HTTPPort) && len(d.cfg.Addrs) > 0 && strings.HasSuffix(d.cfg.Addrs[0], ":0") {
+				tp = "0"
+			}
+			d.tlsWant = append(d.tlsWant, net.JoinHostPort(host, tp))
+		}
+	}
+	d.mu.Unlock()
+	d.fw.OnEvent(func(firmware.Event) { d.refreshTLS() })
+	d.refreshTLS()
+	// no goroutine per device: Close runs only if ctx ends
+	stop := context.AfterFunc(ctx, func() { d.Close() })
+	context.AfterFunc(d.ctx, func() { stop() })
+	return nil
+}
+
+// Addr is the first bound HTTP address.
+func (d *Device) Addr() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.httpAddrs) == 0 {
+		return ""
+	}
+	return d.httpAddrs[0]
+}
+
+// TLSAddr is the first bound HTTPS address ("" while TLS is not active).
+func (d *Device) TLSAddr() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.tlsAddrs) == 0 {
+		return ""
+	}
+	return d.tlsAddrs[0]
+}
+
+// Close stops the device and waits for its connections.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	if !d.started || d.host == nil {
+		d.mu.Unlock()
+		return nil
+	}
+	d.cancel()
+	for _, a := range append(d.httpAddrs, d.tlsAddrs...) {
+		d.host.unregister(a, d)
+	}
+	d.httpAddrs, d.tlsAddrs = nil, nil
+	host, own := d.host, d.ownHost
+	d.mu.Unlock()
+	d.conns.Wait()
+	if own {
+		return host.Close()
+	}
+	return nil
+}
+
+// tlsActive: the 16993 port is open when TLS is committed for this side or
+// the firmware enforces TLS on local ports.
+func (d *Device) tlsActive() bool {
+	st := d.fw.TLSServer()
+	if st.Enforced {
+		return true
+	}
+	if d.cfg.LMS {
+		return st.Local.Enabled && st.Cert != nil
+	}
+	return st.Remote.Enabled && st.Cert != nil
+}
+
+// refreshTLS opens or closes the HTTPS port after a change.
+func (d *Device) refreshTLS() {
+	want := d.tlsActive()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ctx == nil || d.ctx.Err() != nil {
+		return
+	}
+	switch {
+	case want && len(d.tlsAddrs) == 0:
+		for _, a := range d.tlsWant {
+			bound, err := d.host.register(d.ctx, a, d, true)
+			if err != nil {
+				d.log.Error("sim: open TLS port", "addr", a, "err", err)
+				continue
+			}
+			d.tlsAddrs = append(d.tlsAddrs, bound)
+			if strings.HasSuffix(a, ":0") {
+				// keep the port across TLS restarts
+				for i := range d.tlsWant {
+					if d.tlsWant[i] == a {
+						d.tlsWant[i] = bound
+					}
+				}
+			}
+		}
+	case !want && len(d.tlsAddrs) > 0:
+		for _, a := range d.tlsAddrs {
+			d.host.unregister(a, d)
+		}
+		d.tlsAddrs = nil
+	}
+}
+
+// plainAllowed: whether the non-TLS port answers.
+func (d *Device) plainAllowed() bool {
+	st := d.fw.TLSServer()
+	if st.Enforced && d.cfg.LMS {
+		return false
+	}
+	s := st.Remote
+	if d.cfg.LMS {
+		s = st.Local
+	}
+	return !s.Enabled || s.AcceptNonSecureConnections || st.Cert == nil
+}
+
+// tlsConfig builds the server configuration for one handshake.
+func (d *Device) tlsConfig() (*tls.Config, error) {
+	st := d.fw.TLSServer()
+	cert := st.Cert
+	if cert == nil {
+		c, err := d.fw.SelfCertificate()
+		if err != nil {
+			return nil, err
+		}
+		cert = c
+	}
+	s := st.Remote
+	if d.cfg.LMS {
+		s = st.Local
+	}
+	cfg := &tls.Config{
+		Certificates: []tls.Certificate{*cert},
+		MinVersion:   tls.VersionTLS12,
+		MaxVersion:   tls.VersionTLS12,
+		CipherSuites: cipherSuites(),
+	}
+	if major(d.fw) >= 19 {
+		cfg.MaxVersion = tls.VersionTLS13
+	}
+	if major(d.fw) < 12 {
+		cfg.MinVersion = tls.VersionTLS10
+	}
+	if alg, hash, ok := d.fw.SetupClientHash(); ok {
+		// AMT 19+ TLS host-based setup: the provisioning client proves itself
+		// with its certificate; checked after the handshake.
+		cfg.ClientAuth = tls.RequestClientCert
+		_ = alg
+		_ = hash
+	} else if st.Cert != nil && s.Enabled && s.MutualAuthentication {
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		cfg.ClientCAs = st.Roots
+		trusted := s.TrustedCN
+		cfg.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
+			if len(trusted) == 0 || len(chains) == 0 {
+				return nil
+			}
+			cn := chains[0][0].Subject.CommonName
+			for _, t := range trusted {
+				if strings.EqualFold(t, cn) {
+					return nil
+				}
+			}
+			return errors.New("sim: client certificate CN not trusted")
+		}
+	}
+	return cfg, nil
+}
+
+// cipherSuites keeps RSA key exchange enabled as old AMT firmware does.
+func cipherSuites() []uint16 {
+	var out []uint16
+	for _, s := range tls.CipherSuites() {
+		out = append(out, s.ID)
+	}
+	return append(out,
+		tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_RSA_WITH_AES_128_CBC_SHA,
+		tls.TLS_RSA_WITH_AES_256_CBC_SHA,
+	)
+}
+
+func major(fw *firmware.Firmware) int {
+	var v string
+	fw.View(func(s *firmware.State) { v = s.Versions.AMT })
+	n, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+	return n
+}
+
+// setupSession reports whether a TLS connection is the host-based setup
+// session: the client's leaf matches the hash given to StartConfigurationHBased.
+func (d *Device) setupSession(cs tls.ConnectionState) bool {
+	alg, hash, ok := d.fw.SetupClientHash()
+	if !ok || len(cs.PeerCertificates) == 0 {
+		return false
+	}
+	raw := cs.PeerCertificates[0].Raw
+	var got []byte
+	switch alg {
+	case 2:
+		s := sha256.Sum256(raw)
+		got = s[:]
+	case 3:
+		s := sha512.Sum384(raw)
+		got = s[:]
+	}
+	return got != nil && subtle.ConstantTimeCompare(got, hash) == 1
+}
+
+// ---- HTTP, the way AMT does it ----
+
+func (d *Device) serveConn(hostCtx context.Context, conn net.Conn, secure bool) {
+	d.conns.Add(1)
+	defer d.conns.Done()
+	defer conn.Close()
+	d.mu.Lock()
+	ctx := d.ctx
+	d.mu.Unlock()
+	if ctx == nil || ctx.Err() != nil {
+		abort(conn)
+		return
+	}
+	log := d.log.With("remote", conn.RemoteAddr().String())
+	_ = conn.SetDeadline(time.Now().Add(d.cfg.ReadTimeout))
+	setup := false
+	if secure {
+		cfg, err := d.tlsConfig()
+		if err != nil {
+			log.Error("sim: TLS configuration", "err", err)
+			abort(conn)
+			return
+		}
+		tc := tls.Server(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			log.Debug("sim: TLS handshake", "err", err)
+			return
+		}
+		setup = d.setupSession(tc.ConnectionState())
+		conn = tc
+	} else if !d.plainAllowed() {
+		abort(conn)
+		return
+	}
+	br := bufio.NewReaderSize(conn, 4096)
+	if _, err := br.Peek(1); err != nil {
+		// probe connection (connect then close), as rpc-go and LMS detection do
+		log.Debug("sim: connection closed without a request")
+		return
+	}
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		log.Debug("sim: bad HTTP request", "err", err)
+		d.writeSimple(conn, 400, "Bad Request", badRequestPage)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, wsman.MaxRequestSize+1))
+	if err != nil || len(body) > wsman.MaxRequestSize {
+		log.Debug("sim: bad request body", "err", err, "size", len(body))
+		d.writeSimple(conn, 400, "Bad Request", badRequestPage)
+		return
+	}
+	if req.Method != http.MethodPost || req.URL.Path != "/wsman" {
+		d.writeSimple(conn, 404, "Not Found", notFoundPage)
+		return
+	}
+	realm := d.fw.Realm()
+	res := d.digest.Verify(req.Method, req.RequestURI, req.Header.Get("Authorization"), realm, func(user string) (digest.Credential, bool) {
+		if setup && user == "admin" {
+			return digest.Credential{AnyPassword: true}, true
+		}
+		c, ok := d.fw.LookupUser(user)
+		return digest.Credential{HA1: c.HA1}, ok
+	})
+	if !res.OK {
+		d.writeUnauthorized(conn, realm, res.Stale)
+		return
+	}
+	_ = conn.SetDeadline(time.Time{})
+	result := d.engine.Serve(ctx, body, wsman.Session{User: res.Username, Setup: setup})
+	log.Debug("sim: wsman", "class", result.Class, "op", result.Op, "status", result.Status, "inject", int(result.Inject))
+	if !d.sleep(ctx, hostCtx, time.Duration(d.latency.Load())) {
+		abort(conn)
+		return
+	}
+	switch result.Inject {
+	case wsman.FaultHang:
+		d.hang(ctx, hostCtx, conn)
+		abort(conn)
+		return
+	case wsman.FaultReset, wsman.FaultResetAfter:
+		abort(conn)
+		return
+	case wsman.FaultHTTP500:
+		d.writeSimple(conn, 500, "Internal Server Error", internalErrorPage)
+		return
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(d.cfg.ReadTimeout))
+	d.writeSOAP(conn, result.Status, result.Body)
+}
+
+func (d *Device) sleep(ctx, hostCtx context.Context, dur time.Duration) bool {
+	if dur <= 0 {
+		return true
+	}
+	t := time.NewTimer(dur)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-hostCtx.Done():
+	}
+	return false
+}
+
+// hang holds the connection until the client gives up, the device stops or
+// HangLimit passes.
+func (d *Device) hang(ctx, hostCtx context.Context, conn net.Conn) {
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_ = conn.SetReadDeadline(time.Time{})
+		_, _ = io.Copy(io.Discard, conn)
+	}()
+	var limit <-chan time.Time
+	if d.cfg.HangLimit > 0 {
+		t := time.NewTimer(d.cfg.HangLimit)
+		defer t.Stop()
+		limit = t.C
+	}
+	select {
+	case <-closed:
+	case <-ctx.Done():
+	case <-hostCtx.Done():
+	case <-limit:
+	}
+	_ = conn.SetReadDeadline(time.Now())
+	<-closed
+}
+
+func (d *Device) serverHeader() string {
+	return "Intel(R) Active Management Technology " + d.fw.ServerVersion()
+}
+
+// writeSOAP sends a 200 or a 400 SOAP fault: chunked with 4-digit upper-case
+// hex chunk sizes, in one write, then the connection is closed.
+func (d *Device) writeSOAP(conn net.Conn, status int, body []byte) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
+	b.WriteString("Date: " + time.Now().UTC().Format(http.TimeFormat) + "\r\n")
+	b.WriteString("Server: " + d.serverHeader() + "\r\n")
+	b.WriteString("X-Frame-Options: DENY\r\n")
+	b.WriteString("Content-Type: application/soap+xml; charset=UTF-8\r\n")
+	b.WriteString("Transfer-Encoding: chunked\r\n")
+	b.WriteString("Connection: close\r\n\r\n")
+	for len(body) > 0 {
+		n := min(len(body), chunkSize)
+		fmt.Fprintf(&b, "%04X\r\n", n)
+		b.Write(body[:n])
+		b.WriteString("\r\n")
+		body = body[n:]
+	}
+	b.WriteString("0\r\n\r\n")
+	if _, err := conn.Write(b.Bytes()); err != nil {
+		d.log.Debug("sim: write response", "err", err)
+	}
+}
+
+// chunkSize keeps chunk sizes at four hex digits like AMT's.
+const chunkSize = 0x0FF0
+
+func (d *Device) writeUnauthorized(conn net.Conn, realm string, stale bool) {
+	var b bytes.Buffer
+	b.WriteString("HTTP/1.1 401 Unauthorized\r\n")
+	b.WriteString("WWW-Authenticate: " + d.digest.Challenge(realm, stale) + "\r\n")
+	b.WriteString("Content-Type: text/html\r\n")
+	b.WriteString("Server: " + d.serverHeader() + "\r\n")
+	fmt.Fprintf(&b, "Content-Length: %d\r\n", len(unauthorizedPage))
+	b.WriteString("Connection: close\r\n\r\n")
+	b.WriteString(unauthorizedPage)
+	if _, err := conn.Write(b.Bytes()); err != nil {
+		d.log.Debug("sim: write 401", "err", err)
+	}
+}
+
+func (d *Device) writeSimple(conn net.Conn, status int, text, page string) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", status, text)
+	b.WriteString("Date: " + time.Now().UTC().Format(http.TimeFormat) + "\r\n")
+	b.WriteString("Server: " + d.serverHeader() + "\r\n")
+	b.WriteString("X-Frame-Options: DENY\r\n")
+	b.WriteString("Content-Type: text/html\r\n")
+	fmt.Fprintf(&b, "Content-Length: %d\r\n", len(page))
+	b.WriteString("Connection: close\r\n\r\n")
+	b.WriteString(page)
+	_, _ = conn.Write(b.Bytes())
+}
+
+const pageHead = `<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN" ><html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8"><title>Intel&reg; Active Management Technology</title></head><body><table class=header><tr><td valign=top nowrap><p class=top1>Intel<font class=r><sup>&reg;</sup></font> Active Management Technology</td></tr></table><br>`
+
+var (
+	unauthorizedPage  = pageHead + `<h2 class=warn>Log on failed. Incorrect user name or password, or user account temporarily locked.</h2><p><form METHOD="GET" action="index.htm"><h2><input type=submit value="Try again"></h2></form><p></body></html>` + "\n"
+	badRequestPage    = pageHead + `<h2 class=warn>Bad Request. Missing required parameter or invalid request.</h2></body></html>` + "\n"
+	notFoundPage      = pageHead + `<h2 class=warn>Not Found.</h2></body></html>` + "\n"
+	internalErrorPage = pageHead + `<h2 class=warn>Internal Server Error.</h2></body></html>` + "\n"
+)

@@ -1,0 +1,279 @@
+package wsman
+
+import (
+	"encoding/base64"
+	"strconv"
+	"strings"
+
+	"github.com/amtd-project/amtd/sim/firmware"
+)
+
+type S = firmware.State
+
+// ---- AMT_GeneralSettings ----
+
+var generalFields = []field[*S]{
+	fInt("AMTNetworkEnabled", func(s *S) *int { return &s.Network.AMTNetworkEnabled }),
+	fInt("DDNSPeriodicUpdateInterval", func(s *S) *int { return &s.Network.DDNSPeriodicInterval }),
+	fInt("DDNSTTL", func(s *S) *int { return &s.Network.DDNSTTL }),
+	fBool("DDNSUpdateByDHCPServerEnabled", func(s *S) *bool { return &s.Network.DDNSUpdateByDHCPServer }),
+	fBool("DDNSUpdateEnabled", func(s *S) *bool { return &s.Network.DDNSUpdateEnabled }),
+	fConst("DHCPSyncRequiresHostname", func(*S) string { return "1" }),
+	fConst("DHCPv6ConfigurationTimeout", func(*S) string { return "0" }),
+	fConst("DigestRealm", func(s *S) string { return s.Realm }),
+	fStr("DomainName", func(s *S) *string { return &s.Network.DomainName }),
+	fConst("ElementName", func(*S) string { return "Intel(r) AMT: General Settings" }),
+	fStr("HostName", func(s *S) *string { return &s.Network.HostName }),
+	fStr("HostOSFQDN", func(s *S) *string { return &s.Network.HostOSFQDN }),
+	fInt("IdleWakeTimeout", func(s *S) *int { return &s.Network.IdleWakeTimeout }),
+	fConst("InstanceID", func(*S) string { return "Intel(r) AMT: General Settings" }),
+	fConst("NetworkInterfaceEnabled", func(*S) string { return "true" }),
+	fBool("PingResponseEnabled", func(s *S) *bool { return &s.Network.PingResponseEnabled }),
+	fConst("PowerSource", func(*S) string { return "0" }),
+	fInt("PreferredAddressFamily", func(s *S) *int { return &s.Network.PreferredAddressFamily }),
+	fInt("PresenceNotificationInterval", func(s *S) *int { return &s.Network.PresenceNotification }),
+	fInt("PrivacyLevel", func(s *S) *int { return &s.Network.PrivacyLevel }),
+	fBool("RmcpPingResponseEnabled", func(s *S) *bool { return &s.Network.RmcpPingResponseEnabled }),
+	fBool("SharedFQDN", func(s *S) *bool { return &s.Network.SharedFQDN }),
+	fConst("ThunderboltDockEnabled", func(*S) string { return "0" }),
+	fBool("WsmanOnlyMode", func(s *S) *bool { return &s.Network.WsmanOnlyMode }),
+}
+
+func generalSettingsInstance(s *S) *Instance {
+	return render(NewInstance("AMT_GeneralSettings"), generalFields, s)
+}
+
+func generalSettings() *Class {
+	return &Class{
+		Name: "AMT_GeneralSettings",
+		Instances: func(c *Call) ([]*Instance, error) {
+			var in *Instance
+			c.FW.View(func(s *S) { in = generalSettingsInstance(s) })
+			return []*Instance{in}, nil
+		},
+		Put: func(c *Call, _ *Instance) (*Instance, error) {
+			var out *Instance
+			err := c.FW.Update(func(s *S) error {
+				tmp := *s
+				if err := apply(c.Req.Body, generalFields, &tmp); err != nil {
+					return err
+				}
+				if len(tmp.Network.HostName) > 63 || len(tmp.Network.DomainName) > 191 || strings.ContainsAny(tmp.Network.HostName, " ./") ||
+					tmp.Network.AMTNetworkEnabled < 0 || tmp.Network.AMTNetworkEnabled > 1 {
+					return FaultInvalidRepresentation()
+				}
+				s.Network = tmp.Network
+				out = generalSettingsInstance(s)
+				return nil
+			})
+			return out, err
+		},
+		LSA: []string{OpGet, OpEnumerate},
+	}
+}
+
+// ---- IPS_HostBasedSetupService ----
+
+func hostBasedSetupInstance(c *Call) *Instance {
+	nonce := c.FW.ConfigurationNonce()
+	chain := c.FW.CertChainStatus()
+	in := service(NewInstance("IPS_HostBasedSetupService"), "Intel(r) AMT Host Based Setup Service")
+	c.FW.View(func(s *S) {
+		in.L("AllowedControlModes", "2", "1").
+			I("CertChainStatus", int64(chain)).
+			S("ConfigurationNonce", base64.StdEncoding.EncodeToString(nonce)).
+			I("CurrentControlMode", int64(s.ControlMode))
+	})
+	return in
+}
+
+func hostBasedSetup() *Class {
+	return &Class{
+		Name:   "IPS_HostBasedSetupService",
+		Common: true,
+		Get:    func(c *Call) (*Instance, error) { return hostBasedSetupInstance(c), nil },
+		Instances: func(c *Call) ([]*Instance, error) {
+			return []*Instance{hostBasedSetupInstance(c)}, nil
+		},
+		Methods: map[string]Method{
+			"Setup": func(c *Call) (*Output, error) {
+				enc, _ := c.IntParam("NetAdminPassEncryptionType")
+				pw, _ := c.Param("NetworkAdminPassword")
+				return RV(c.FW.Setup(int(enc), pw)), nil
+			},
+			"AdminSetup": func(c *Call) (*Output, error) {
+				enc, _ := c.IntParam("NetAdminPassEncryptionType")
+				pw, _ := c.Param("NetworkAdminPassword")
+				nonce, _ := c.Param("McNonce")
+				alg, _ := c.IntParam("SigningAlgorithm")
+				sig, _ := c.Param("DigitalSignature")
+				return RV(c.FW.AdminSetup(int(enc), pw, nonce, int(alg), sig)), nil
+			},
+			"UpgradeClientToAdmin": func(c *Call) (*Output, error) {
+				nonce, _ := c.Param("McNonce")
+				alg, _ := c.IntParam("SigningAlgorithm")
+				sig, _ := c.Param("DigitalSignature")
+				return RV(c.FW.UpgradeClientToAdmin(nonce, int(alg), sig)), nil
+			},
+			"AddNextCertInChain": func(c *Call) (*Output, error) {
+				cert, _ := c.Param("NextCertificate")
+				leaf, ok1 := c.BoolParam("IsLeafCertificate")
+				root, ok2 := c.BoolParam("IsRootCertificate")
+				if !ok1 || !ok2 {
+					return RV(firmware.ChainInvalidParam), nil
+				}
+				return RV(c.FW.AddNextCertInChain(cert, leaf, root)), nil
+			},
+		},
+		LSA: []string{"*"},
+	}
+}
+
+// ---- AMT_SetupAndConfigurationService ----
+
+func setupAndConfigurationInstance(s *S) *Instance {
+	mode := int64(1)
+	if s.ControlMode == firmware.ModeCCM {
+		mode = 4
+	}
+	return service(NewInstance("AMT_SetupAndConfigurationService"), "Intel(r) AMT Setup and Configuration Service").
+		I("EnabledState", 5).
+		I("PasswordModel", 1).
+		I("ProvisioningMode", mode).
+		S("ProvisioningServerOTP", base64.StdEncoding.EncodeToString(make([]byte, 32))).
+		I("ProvisioningState", int64(s.ProvisioningState)).
+		I("RequestedState", 12).
+		B("ZeroTouchConfigurationEnabled", true)
+}
+
+func setupAndConfiguration() *Class {
+	return &Class{
+		Name:   "AMT_SetupAndConfigurationService",
+		Common: true,
+		Instances: func(c *Call) ([]*Instance, error) {
+			var in *Instance
+			c.FW.View(func(s *S) { in = setupAndConfigurationInstance(s) })
+			return []*Instance{in}, nil
+		},
+		Methods: map[string]Method{
+			"CommitChanges": func(c *Call) (*Output, error) { return RV(c.FW.CommitChanges()), nil },
+			"SetMEBxPassword": func(c *Call) (*Output, error) {
+				pw, _ := c.Param("Password")
+				return RV(c.FW.SetMEBxPassword(pw)), nil
+			},
+			"Unprovision": func(c *Call) (*Output, error) {
+				mode, ok := c.IntParam("ProvisioningMode")
+				if !ok {
+					return RV(firmware.PTInvalidParameter), nil
+				}
+				return RV(c.FW.UnprovisionWSMAN(int(mode))), nil
+			},
+			"PartialUnprovision": func(c *Call) (*Output, error) { return RV(c.FW.PartialUnprovision()), nil },
+			"GetUuid": func(c *Call) (*Output, error) {
+				u := c.FW.UUID()
+				return (&Output{}).With("UUID", base64.StdEncoding.EncodeToString(u[:])), nil
+			},
+		},
+		LSA: []string{OpGet, OpEnumerate, "GetUuid"},
+	}
+}
+
+// ---- AMT_AuthorizationService ----
+
+func authorization() *Class {
+	return &Class{
+		Name: "AMT_AuthorizationService",
+		Instances: func(c *Call) ([]*Instance, error) {
+			in := service(NewInstance("AMT_AuthorizationService"), "Intel(r) AMT Authorization Service").
+				I("AllowHttpQopAuthOnly", 1).I("EnabledState", 5).I("RequestedState", 12)
+			return []*Instance{in}, nil
+		},
+		Methods: map[string]Method{
+			"SetAdminAclEntryEx": func(c *Call) (*Output, error) {
+				user, _ := c.Param("Username")
+				pw, _ := c.Param("DigestPassword")
+				return RV(c.FW.SetAdminACL(user, pw)), nil
+			},
+			"GetAdminAclEntry": func(c *Call) (*Output, error) {
+				var user string
+				c.FW.View(func(s *S) { user = s.Admin.Username })
+				return (&Output{}).With("Username", user), nil
+			},
+			"AddUserAclEntryEx": func(c *Call) (*Output, error) {
+				user, _ := c.Param("DigestUsername")
+				pw, _ := c.Param("DigestPassword")
+				perm, _ := c.IntParam("AccessPermission")
+				var realms []int
+				for _, r := range c.Params("Realms") {
+					n, err := strconv.Atoi(strings.TrimSpace(r))
+					if err != nil {
+						return RV(firmware.PTInvalidParameter), nil
+					}
+					realms = append(realms, n)
+				}
+				h, rv := c.FW.AddUser(user, pw, int(perm), realms)
+				if rv != firmware.PTSuccess {
+					return RV(rv), nil
+				}
+				return (&Output{ReturnValue: rv}).With("Handle", strconv.Itoa(h)), nil
+			},
+			"RemoveUserAclEntry": func(c *Call) (*Output, error) {
+				h, ok := c.IntParam("Handle")
+				if !ok {
+					return RV(firmware.PTInvalidParameter), nil
+				}
+				rv := firmware.PTInvalidHandle
+				err := c.FW.Update(func(s *S) error {
+					for i, u := range s.Users {
+						if int64(u.Handle) == h {
+							s.Users = append(s.Users[:i], s.Users[i+1:]...)
+							rv = firmware.PTSuccess
+							break
+						}
+					}
+					return nil
+				})
+				return RV(rv), err
+			},
+		},
+	}
+}
+
+// ---- CIM_SoftwareIdentity ----
+
+func softwareIdentity() *Class {
+	return &Class{
+		Name: "CIM_SoftwareIdentity",
+		Instances: func(c *Call) ([]*Instance, error) {
+			var out []*Instance
+			for _, v := range c.FW.SoftwareIdentity() {
+				out = append(out, NewInstance("CIM_SoftwareIdentity").S("InstanceID", v.Description).B("IsEntity", true).S("VersionString", v.Version))
+			}
+			return out, nil
+		},
+		LSA: []string{OpGet, OpEnumerate},
+	}
+}
+
+// ---- AMT_BootCapabilities ----
+
+func bootCapabilities() *Class {
+	return &Class{
+		Name: "AMT_BootCapabilities",
+		Instances: func(c *Call) ([]*Instance, error) {
+			in := NewInstance("AMT_BootCapabilities").S("ElementName", "Intel(r) AMT: Boot Capabilities").S("InstanceID", "Intel(r) AMT:BootCapabilities 0")
+			for _, p := range []struct {
+				n string
+				v bool
+			}{{"BIOSPause", false}, {"BIOSReflash", true}, {"BIOSSecureBoot", true}, {"BIOSSetup", true}, {"ConfigurationDataReset", false},
+				{"ForceCDorDVDBoot", true}, {"ForceDiagnosticBoot", false}, {"ForceHardDriveBoot", true}, {"ForceHardDriveSafeModeBoot", false},
+				{"ForcePXEBoot", true}, {"ForcedProgressEvents", true}, {"IDER", true}, {"KeyboardLock", true}, {"PowerButtonLock", false},
+				{"ResetButtonLock", false}, {"SOL", true}, {"SecureErase", false}, {"SleepButtonLock", false}, {"UserPasswordBypass", true},
+				{"VerbosityQuiet", false}, {"VerbosityScreenBlank", false}, {"VerbosityVerbose", false},
+				{"UEFIWiFiCoExistenceAndProfileShare", true}} {
+				in.B(p.n, p.v)
+			}
+			return []*Instance{in}, nil
+		},
+	}
+}
