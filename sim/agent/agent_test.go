@@ -25,8 +25,8 @@ func fastConfig(ws, meiPath, lms string) Config {
 		MEIPath:          meiPath,
 		LMSAddr:          lms,
 		Hostname:         "vm",
-		FirstByteTimeout: 300 * time.Millisecond,
-		IdleTimeout:      100 * time.Millisecond,
+		FirstByteTimeout: time.Second, // generous: a slow reply under -race must not read as silence
+		IdleTimeout:      250 * time.Millisecond,
 		RoundTimeout:     2 * time.Second,
 		Logger:           quietLogger(),
 	}
@@ -491,6 +491,7 @@ func TestRoundTimeoutV3(t *testing.T) {
 	})
 	cfg := fastConfig(srv.url("/activate"), meiPath, ln.Addr().String())
 	cfg.Command, cfg.Profile, cfg.RoundTimeout = "activate", "p", 400*time.Millisecond
+	cfg.IdleTimeout = 2 * time.Second // every read deadline is the round budget: the cut is deterministic
 	_, err = Run(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "timeout waiting for AMT response after 400ms") {
 		t.Fatalf("Run = %v", err)

@@ -8,3 +8,5 @@ import (
 func hexDecode(s string) ([]byte, error) { return hex.DecodeString(s) }
 
 func strconvHex(n int) string { return strconv.FormatInt(int64(n), 16) }
+
+func strconvDec(n int) string { return strconv.Itoa(n) }

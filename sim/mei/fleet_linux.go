@@ -250,7 +250,11 @@ func (f *Fleet) acceptAll(ctx context.Context, fd int32, wg *sync.WaitGroup) (ex
 }
 
 func (f *Fleet) wake() {
-	_, _ = syscall.Write(f.wakeW, []byte{1})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.wakeW >= 0 { // non-blocking pipe: never blocks under the lock
+		_, _ = syscall.Write(f.wakeW, []byte{1})
+	}
 }
 
 // teardown closes every listening socket and the epoll instance.
