@@ -207,7 +207,8 @@ type run struct {
 	v2  bool
 	res Result
 
-	ws *websocket.Conn
+	ws    *websocket.Conn
+	write func([]byte) error // sends one text message to the server
 	// TLS-tunnel state.
 	tunnel     bool
 	tunnelAddr string
@@ -367,13 +368,14 @@ func (r *run) run(ctx context.Context) error {
 		return err
 	}
 	r.res.Timing.Connect = time.Since(t0)
+	r.write = func(b []byte) error { return r.ws.WriteMessage(websocket.TextMessage, b) }
 	defer r.ws.Close()
 	stop := context.AfterFunc(ctx, func() { r.ws.Close() })
 	defer stop()
 
 	t0 = time.Now()
 	defer func() { r.res.Timing.Session = time.Since(t0) }()
-	if err := r.ws.WriteMessage(websocket.TextMessage, first); err != nil {
+	if err := r.write(first); err != nil {
 		return r.ctxErr(ctx, fmt.Errorf("failed to send activation request: %w", err))
 	}
 	r.log.Debug("agent: first message sent")

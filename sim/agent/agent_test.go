@@ -498,3 +498,30 @@ func TestRoundTimeoutV3(t *testing.T) {
 	}
 	srv.wait(t)
 }
+
+func TestMaintenanceV2Hostname(t *testing.T) {
+	fw := newTestFirmware()
+	fw.mode = 1
+	meiPath := startMEI(t, fw)
+	lms := startLMS(t, func([]byte) lmsAction { return lmsAction{} })
+	srv := startWS(t, func(t *testing.T, ws *websocket.Conn) {
+		_, m := readMsg(t, ws)
+		if m.Method != "maintenance -password pw --synchostname -f" {
+			t.Errorf("method %q", m.Method)
+		}
+		p := unb64(t, m.Payload)
+		if !strings.Contains(p, `"ipConfiguration":{"dhcp":false,"static":false,"ipsync":false,"ipAddress":"","netmask":"","gateway":"","primaryDns":"","secondaryDns":""},"hostnameInfo":{"dnsSuffixOS":"corp.example","hostname":"desk-9"},"progressSupported":true}`) {
+			t.Errorf("payload %s", p)
+		}
+		send(t, ws, serverMsg("success", "success", `{"Status":"synchostname completed succesfully"}`, nil))
+	})
+	cfg := fastConfig(srv.url("/maintenance"), meiPath, lms.addr())
+	cfg.Command, cfg.Password, cfg.Task, cfg.Force = "maintenance", "pw", "synchostname", true
+	cfg.HostnameInfo = HostnameInfo{DNSSuffixOS: "corp.example", Hostname: "desk-9"}
+	cfg.IPConfiguration = IPConfiguration{DHCP: true} // not synchostname's
+	res, err := Run(context.Background(), cfg)
+	if err != nil || res.Status == nil || res.Status.Status != "synchostname completed succesfully" {
+		t.Fatalf("Run = %+v, %v", res, err)
+	}
+	srv.wait(t)
+}

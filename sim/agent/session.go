@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // session handles server messages until success, error or a failure.
@@ -95,7 +93,7 @@ func (r *run) send(m envelope) error {
 	if err != nil {
 		return err
 	}
-	return r.ws.WriteMessage(websocket.TextMessage, data)
+	return r.write(data)
 }
 
 // wsmanRound relays one request over a new LMS connection (LMS mode).
