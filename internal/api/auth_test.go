@@ -154,11 +154,11 @@ func TestGeneratedAdminPassword(t *testing.T) {
 		t.Fatal("wrong password accepted")
 	}
 
-	// Restart on the same data folder and secret store: nothing is
-	// generated, the stored hash and the signing key are reused.
+	// Restart on the same data folder (database and sealed secrets):
+	// nothing is generated, the stored hash and the signing key are reused.
 	first.HTTP.Close()
 	first.Store.Close()
-	second := apitest.New(t, apitest.Options{Dir: first.Dir, Secrets: first.Secrets, Register: testRoutes})
+	second := apitest.New(t, apitest.Options{Dir: first.Dir, Register: testRoutes})
 	if _, _, ok := second.Server.GeneratedCredentials(); ok {
 		t.Fatal("a second start generated another password")
 	}
