@@ -22,7 +22,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/amtd-project/amtd/internal/rpcproto"
@@ -168,9 +170,13 @@ func (e *Engine) Run(ctx context.Context, req rpcproto.Request, conn Conn) rpcpr
 	}
 }
 
-// ProvisioningLog returns a device's provisioning log, oldest first.
+// ProvisioningLog returns a device's provisioning log, oldest first. A page
+// with Top 0 means the whole log.
 func (e *Engine) ProvisioningLog(ctx context.Context, guid string, p store.Page) ([]store.ProvisioningEvent, error) {
-	return e.cfg.Store.ListEvents(ctx, guid, p)
+	if p.Top <= 0 {
+		p.Top = math.MaxInt32
+	}
+	return e.cfg.Store.ListEvents(ctx, strings.ToLower(guid), p)
 }
 
 func (e *Engine) now() time.Time { return e.cfg.Now() }

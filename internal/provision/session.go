@@ -187,6 +187,7 @@ func (s *session) commit(ctx context.Context, kind, value string) error {
 	if _, err := devcreds.Commit(context.WithoutCancel(ctx), s.e.cfg.Secrets, s.guid, kind, value); err != nil {
 		return s.j.Fail(ctx, "credentials.commit", fmt.Errorf("saving %s: %w", kind, err))
 	}
+	s.j.OK(ctx, "credentials.commit", kind+" confirmed by the device, now current")
 	return nil
 }
 
@@ -196,5 +197,6 @@ func (s *session) stage(ctx context.Context, kind, value string) error {
 		s.j.Fail(ctx, "credentials.stage", fmt.Errorf("staging %s: %w", kind, err))
 		return errStatus("Failed to save device information to Secret Provider")
 	}
+	s.j.OK(ctx, "credentials.stage", kind+" saved as pending before the device call")
 	return nil
 }

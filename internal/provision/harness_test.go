@@ -1,0 +1,500 @@
+package provision_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/hex"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman"
+	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman/amt/general"
+
+	"github.com/amtd-project/amtd/internal/amt"
+	"github.com/amtd-project/amtd/internal/ca"
+	"github.com/amtd-project/amtd/internal/devcreds"
+	"github.com/amtd-project/amtd/internal/provision"
+	"github.com/amtd-project/amtd/internal/rpcproto"
+	"github.com/amtd-project/amtd/internal/secrets"
+	"github.com/amtd-project/amtd/internal/secrets/local"
+	"github.com/amtd-project/amtd/internal/store"
+	"github.com/amtd-project/amtd/internal/store/sqlstore"
+	"github.com/amtd-project/amtd/internal/testutil/testpki"
+	"github.com/amtd-project/amtd/sim/agent"
+	"github.com/amtd-project/amtd/sim/device"
+	"github.com/amtd-project/amtd/sim/firmware"
+	"github.com/amtd-project/amtd/sim/mei"
+)
+
+const (
+	tenant     = ""
+	suffix     = "corp.example.com"
+	staticPW   = "Stat1c-P@ssw0rd"
+	mebxPW     = "Mebx-P@ssw0rd1"
+	testHost   = "host1"
+	testDomain = "corpdomain"
+)
+
+func quiet() *slog.Logger {
+	if os.Getenv("PROVISION_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// world is amtd's side of a test: a real SQLite store, the real sealed
+// secret store on it, amtd's CA and the engine with zero delays. restart
+// reopens everything on the same files, as after a kill.
+type world struct {
+	t      *testing.T
+	dir    string
+	master []byte
+	st     *sqlstore.Store
+	sec    secrets.Store
+	ca     *ca.CA
+	eng    *provision.Engine
+	cira   *ca.CA
+
+	// gate, when set, sits in front of the store and the secret store (a
+	// kill switch for crash tests).
+	gate *gate
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	w := &world{t: t, dir: t.TempDir(), master: make([]byte, 32)}
+	_, _ = rand.Read(w.master)
+	w.open()
+	t.Cleanup(func() { w.st.Close() })
+	return w
+}
+
+// keys hands out cached RSA keys (distinct slots per use).
+var keySlot atomic.Int64
+
+func cachedKey(bits int) (*rsa.PrivateKey, error) {
+	if bits > 2048 { // CA roots: two keys for the whole test binary
+		return testpki.Key(bits, 290+int(keySlot.Add(1)%2)), nil
+	}
+	return testpki.Key(bits, 300+int(keySlot.Add(1)%6)), nil
+}
+
+func (w *world) open() {
+	w.t.Helper()
+	ctx := context.Background()
+	st, err := sqlstore.Open(ctx, filepath.Join(w.dir, "amtd.db"), quiet())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.st = st
+	var kv local.SealedKV = st
+	var stor store.Store = st
+	if w.gate != nil {
+		stor = &gatedStore{Store: st, g: w.gate}
+		kv = stor
+	}
+	sec, err := local.New(kv, w.master)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.sec = sec
+	opts := ca.Options{GenerateKey: cachedKey}
+	if w.ca, err = ca.LoadOrCreateWith(ctx, sec, "amtd/ca", "amtd test CA", opts); err != nil {
+		w.t.Fatal(err)
+	}
+	if w.cira, err = ca.LoadOrCreateWith(ctx, sec, "amtd/cira-ca", "amtd CIRA CA", opts); err != nil {
+		w.t.Fatal(err)
+	}
+	timing := provision.Timing{}
+	w.eng, err = provision.New(provision.Config{
+		Store: stor, Secrets: sec, CA: w.ca, CIRARootDER: w.cira.RootDER(),
+		Timing: &timing, Logger: quiet(),
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// restart closes the store and opens a new one, secret store and engine on
+// the same files (the gate, if any, is removed: the new process runs).
+func (w *world) restart() {
+	w.t.Helper()
+	w.st.Close()
+	w.gate = nil
+	w.open()
+}
+
+func (w *world) ctx() context.Context { return context.Background() }
+
+// ---- configuration objects ----
+
+type profileOpts func(p *store.Profile)
+
+func (w *world) addProfile(name, activation string, random bool, opts ...profileOpts) *store.Profile {
+	w.t.Helper()
+	p := &store.Profile{TenantID: tenant, Name: name, Activation: activation, GenerateRandomPassword: random,
+		DHCPEnabled: true, KVMEnabled: true, UserConsent: "All", Tags: []string{"t1", "t2"},
+		SecretID: "profiles/" + name}
+	if activation == provision.ActivationACM {
+		p.UserConsent = "KVM"
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	sec := map[string]string{}
+	if !random {
+		sec[provision.FieldAMTPassword] = staticPW
+	}
+	if activation == provision.ActivationACM && !p.GenerateRandomMEBxPassword {
+		sec[provision.FieldMEBxPassword] = mebxPW
+	}
+	if err := w.sec.Put(w.ctx(), p.SecretID, sec); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := w.st.CreateProfile(w.ctx(), p); err != nil {
+		w.t.Fatal(err)
+	}
+	return p
+}
+
+func (w *world) addDomain(name, domainSuffix string, chain *testpki.Chain) {
+	w.t.Helper()
+	pfx := chain.PFX("pfx-P@ss", false)
+	d := &store.Domain{TenantID: tenant, Name: name, DomainSuffix: domainSuffix, StorageFormat: "string",
+		ExpirationDate: chain.Leaf.NotAfter, SecretID: "domains/" + name}
+	if err := w.sec.Put(w.ctx(), d.SecretID, map[string]string{
+		provision.FieldPFX: base64.StdEncoding.EncodeToString(pfx), provision.FieldPFXPassword: "pfx-P@ss"}); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := w.st.CreateDomain(w.ctx(), d); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) creds(guid string) devcreds.Creds {
+	w.t.Helper()
+	c, err := devcreds.Load(w.ctx(), w.sec, guid)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return c
+}
+
+func (w *world) events(guid string) []store.ProvisioningEvent {
+	w.t.Helper()
+	ev, err := w.eng.ProvisioningLog(w.ctx(), guid, store.Page{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return ev
+}
+
+// ---- simulated devices ----
+
+type simDevice struct {
+	t   *testing.T
+	fw  *firmware.Firmware
+	dev *device.Device
+	mei string
+}
+
+type devOpts struct {
+	trust   *testpki.Chain // root hash added as a user hash
+	version string
+	noWifi  bool
+}
+
+func (w *world) newDevice(o devOpts) *simDevice {
+	w.t.Helper()
+	cfg := firmware.Config{Path: filepath.Join(w.t.TempDir(), "fw.json"), DNSSuffix: suffix, PKIDNSSuffix: suffix,
+		Hostname: testHost, GenerateKey: cachedKey, Version: o.version, NoWireless: o.noWifi}
+	if o.trust != nil {
+		cfg.TrustHashes = []string{sha256hex(o.trust.Root.Raw)}
+	}
+	fw, err := firmware.Open(cfg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	d, err := device.New(device.Config{Firmware: fw, Addrs: []string{"127.0.0.1:0"}, LMS: true, Logger: quiet()})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := d.Start(ctx); err != nil {
+		cancel()
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() { cancel(); d.Close() })
+	sd := &simDevice{t: w.t, fw: fw, dev: d}
+	return sd
+}
+
+// startMEI serves the device's host interface on a Unix socket (for the agent).
+func (d *simDevice) startMEI() string {
+	d.t.Helper()
+	if d.mei != "" {
+		return d.mei
+	}
+	dir, err := os.MkdirTemp("", "mei")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "mei.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	srv := mei.NewServer(d.fw, mei.Options{Logger: quiet()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	d.t.Cleanup(func() { cancel(); <-done })
+	d.mei = path
+	return path
+}
+
+func (d *simDevice) guid() string { return d.fw.UUIDString() }
+
+func (d *simDevice) state() firmware.State { return d.fw.Snapshot() }
+
+// authenticates reports whether admin/pw is accepted by the device.
+func (d *simDevice) authenticates(pw string) bool {
+	c := amt.NewClient(d.transport(), amt.Params{Target: d.guid(), Username: "admin", Password: pw, Timeout: 5 * time.Second})
+	_, err := getGeneral(c)
+	return err == nil
+}
+
+func (d *simDevice) transport() http.RoundTripper {
+	return &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var dl net.Dialer
+		return dl.DialContext(ctx, "tcp", d.dev.Addr())
+	}}
+}
+
+// payload builds the first message's payload as rpc-go does.
+func (d *simDevice) payload(password string) *rpcproto.Payload {
+	_, versions := d.fw.CodeVersions()
+	p := &rpcproto.Payload{Client: "RPC", UUID: d.guid(), Hostname: testHost, FQDN: d.fw.PKIDNSSuffix(),
+		CurrentMode: int(d.fw.ControlMode()), ProgressSupported: true}
+	for _, v := range versions {
+		switch v.Description {
+		case "AMT":
+			p.Ver = v.Version
+		case "Build Number":
+			p.Build = v.Version
+		case "Sku":
+			p.SKU = v.Version
+		}
+	}
+	for _, h := range d.fw.CertHashes() {
+		if h.IsActive {
+			p.CertHashes = append(p.CertHashes, hex.EncodeToString(h.Hash))
+		}
+	}
+	p.Username, p.Password = d.fw.LocalSystemAccount()
+	if p.CurrentMode != 0 {
+		p.Username, p.Password = "$$OsAdmin", password
+	}
+	return p
+}
+
+// ---- running flows directly (engine.Run over a plain connection) ----
+
+// directConn reaches the device over plain HTTP; hook runs before each
+// request (fault/crash injection).
+type directConn struct {
+	rt    http.RoundTripper
+	n     atomic.Int64
+	hook  func(n int, req *http.Request) error
+	after func(n int)
+}
+
+func (c *directConn) RoundTrip(req *http.Request) (*http.Response, error) {
+	n := int(c.n.Add(1))
+	if c.hook != nil {
+		if err := c.hook(n, req); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := c.rt.RoundTrip(req)
+	if c.after != nil {
+		c.after(n)
+	}
+	return resp, err
+}
+
+func (c *directConn) Wait(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *directConn) Progress(string) {}
+
+var connSeq atomic.Int64
+
+func request(d *simDevice, cmd rpcproto.Command, password string) rpcproto.Request {
+	p := d.payload(password)
+	if cmd.HasPass {
+		p.Password = cmd.Password
+	}
+	return rpcproto.Request{ConnID: fmt.Sprintf("conn-%d", connSeq.Add(1)), Command: cmd, Payload: p, TenantID: tenant}
+}
+
+func (w *world) runDirect(ctx context.Context, d *simDevice, req rpcproto.Request, c *directConn) rpcproto.Outcome {
+	if c == nil {
+		c = &directConn{}
+	}
+	if c.rt == nil {
+		c.rt = d.transport()
+	}
+	return w.eng.Run(ctx, req, c)
+}
+
+func activateCmd(profile string) rpcproto.Command {
+	return rpcproto.Command{Name: "activate", Profile: profile}
+}
+
+// ---- running flows end to end (rpcproto server + the agent) ----
+
+type server struct {
+	url string
+	srv *rpcproto.Server
+}
+
+func (w *world) startServer() *server {
+	w.t.Helper()
+	srv := rpcproto.NewServer(rpcproto.Config{RoundTimeout: 5 * time.Second, Logger: quiet()}, w.eng)
+	hs := httptest.NewServer(srv)
+	w.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		hs.Close()
+	})
+	return &server{url: "ws" + strings.TrimPrefix(hs.URL, "http"), srv: srv}
+}
+
+func (s *server) run(t *testing.T, d *simDevice, cfg agent.Config) (agent.Result, error) {
+	t.Helper()
+	if cfg.URL == "" {
+		path := "/" + cfg.Command
+		cfg.URL = s.url + path
+	}
+	cfg.MEIPath = d.startMEI()
+	cfg.LMSAddr = d.dev.Addr()
+	if cfg.Hostname == "" {
+		cfg.Hostname = testHost
+	}
+	cfg.TenantID = tenant
+	cfg.Logger = quiet()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return agent.Run(ctx, cfg)
+}
+
+// ---- kill switch ----
+
+// gate cuts amtd off from its durable state at an instant: every store and
+// secret-store call after kill fails, as if the process died.
+type gate struct {
+	mu     sync.Mutex
+	killed bool
+}
+
+var errKilled = errors.New("process killed")
+
+func (g *gate) kill() {
+	g.mu.Lock()
+	g.killed = true
+	g.mu.Unlock()
+}
+
+func (g *gate) check() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.killed {
+		return errKilled
+	}
+	return nil
+}
+
+type gatedStore struct {
+	store.Store
+	g *gate
+}
+
+func (s *gatedStore) PutSealed(ctx context.Context, key string, blob []byte) error {
+	if err := s.g.check(); err != nil {
+		return err
+	}
+	return s.Store.PutSealed(ctx, key, blob)
+}
+func (s *gatedStore) GetSealed(ctx context.Context, key string) ([]byte, error) {
+	if err := s.g.check(); err != nil {
+		return nil, err
+	}
+	return s.Store.GetSealed(ctx, key)
+}
+func (s *gatedStore) DeleteSealed(ctx context.Context, key string) error {
+	if err := s.g.check(); err != nil {
+		return err
+	}
+	return s.Store.DeleteSealed(ctx, key)
+}
+func (s *gatedStore) PutDevice(ctx context.Context, d *store.Device) (bool, error) {
+	if err := s.g.check(); err != nil {
+		return false, err
+	}
+	return s.Store.PutDevice(ctx, d)
+}
+func (s *gatedStore) DeleteDevice(ctx context.Context, guid string) error {
+	if err := s.g.check(); err != nil {
+		return err
+	}
+	return s.Store.DeleteDevice(ctx, guid)
+}
+func (s *gatedStore) AppendEvent(ctx context.Context, e *store.ProvisioningEvent) error {
+	if err := s.g.check(); err != nil {
+		return err
+	}
+	return s.Store.AppendEvent(ctx, e)
+}
+
+func sha256hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func getGeneral(c *amt.Client) (general.GeneralSettingsResponse, error) {
+	var g general.GeneralSettingsResponse
+	err := c.Do(context.Background(), func(m wsman.Messages) error {
+		r, err := m.AMT.GeneralSettings.Get()
+		g = r.Body.GetResponse
+		return err
+	})
+	return g, err
+}
