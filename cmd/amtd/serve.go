@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/amtd-project/amtd/internal/api"
+	"github.com/amtd-project/amtd/internal/api/rps"
+	"github.com/amtd-project/amtd/internal/buildinfo"
+	"github.com/amtd-project/amtd/internal/cli"
+	"github.com/amtd-project/amtd/internal/secrets"
+	"github.com/amtd-project/amtd/internal/secrets/local"
+	"github.com/amtd-project/amtd/internal/store"
+	"github.com/amtd-project/amtd/internal/store/sqlstore"
+)
+
+func init() {
+	register(&command{name: "serve", summary: "run the server (REST API, activation WebSocket, CIRA, hellos)", run: runServe})
+}
+
+// serveConfig is every `amtd serve` setting; each has a flag and an AMTD_*
+// environment variable.
+type serveConfig struct {
+	HTTPAddr        string
+	DataDir         string
+	DB              string
+	MasterKey       string
+	VaultAddr       string
+	VaultToken      string
+	VaultMount      string
+	VaultPrefix     string
+	Auth            string
+	AdminUser       string
+	AdminPassword   string
+	TokenLifetime   time.Duration
+	TLSCert         string
+	TLSKey          string
+	LogLevel        string
+	LogFormat       string
+	ShutdownTimeout time.Duration
+}
+
+func serveFlags(c *serveConfig) *cli.FlagSet {
+	fs := cli.New("serve", "Runs amtd: the RPS-compatible admin API and the rpc-go activation WebSocket\n"+
+		"(/activate, /deactivate, /maintenance) on one HTTP address. With no flags it\n"+
+		"keeps everything in ./amtd-data: an embedded SQLite database and a master key\n"+
+		"(mode 0600) that seals every secret.")
+	fs.StringVar(&c.HTTPAddr, "http", ":8181", "address of the HTTP listener (REST API and activation WebSocket)")
+	fs.StringVar(&c.DataDir, "data", "./amtd-data", "data folder: embedded database and master key")
+	fs.StringVar(&c.DB, "db", "", "database: empty for SQLite in the data folder, or postgres://user:pass@host/db")
+	fs.StringVar(&c.MasterKey, "master-key", "", "256-bit master key sealing local secrets, 64 hex characters or base64;\nprefer the environment variable; default: created in the data folder")
+	fs.StringVar(&c.VaultAddr, "vault-addr", "", "HashiCorp Vault address (e.g. https://vault:8200); secrets go to Vault KV v2 instead of the local sealed store")
+	fs.StringVar(&c.VaultToken, "vault-token", "", "Vault token (prefer the environment variable)")
+	fs.StringVar(&c.VaultMount, "vault-mount", "secret", "Vault KV v2 mount path")
+	fs.StringVar(&c.VaultPrefix, "vault-prefix", "amtd/", "path prefix for amtd's entries inside the Vault mount")
+	fs.StringVar(&c.Auth, "auth", "jwt", "API authentication: jwt (bearer tokens from POST /api/v1/authorize), or none\n(development and compatibility runs only; logs a loud warning)")
+	fs.StringVar(&c.AdminUser, "admin-user", "admin", "administrator user name for POST /api/v1/authorize")
+	fs.StringVar(&c.AdminPassword, "admin-password", "", "administrator password; when empty, the first start generates one,\nprints it once and stores only its hash")
+	fs.DurationVar(&c.TokenLifetime, "token-lifetime", 24*time.Hour, "lifetime of API tokens")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) for HTTPS/WSS on the HTTP listener")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may finish after SIGINT/SIGTERM")
+	return fs
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c serveConfig
+	fs := serveFlags(&c)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	log, err := newLogger(stderr, c.LogLevel, c.LogFormat)
+	if err != nil {
+		return err
+	}
+	srv, err := startServer(ctx, c, log, stdout)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+	defer cancel()
+	return srv.shutdown(sctx)
+}
+
+// server is a running `amtd serve`.
+type server struct {
+	log   *slog.Logger
+	store store.Store
+	http  *http.Server
+	addr  net.Addr
+	done  chan error
+	// started counts HTTP requests whose reading has begun.
+	started atomic.Int64
+}
+
+func openSecrets(ctx context.Context, c serveConfig, st store.Store) (secrets.Store, error) {
+	if c.VaultAddr != "" {
+		return nil, errors.New("the Vault backend is not available in this build yet")
+	}
+	key, err := local.LoadOrCreateMasterKey(c.DataDir, c.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	return local.New(st, key)
+}
+
+func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io.Writer) (*server, error) {
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	dsn := c.DB
+	if dsn == "" {
+		dsn = filepath.Join(c.DataDir, "amtd.db")
+	}
+	st, err := sqlstore.Open(ctx, dsn, log)
+	if err != nil {
+		return nil, fmt.Errorf("opening the database: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			st.Close()
+		}
+	}()
+	sec, err := openSecrets(ctx, c, st)
+	if err != nil {
+		return nil, fmt.Errorf("secret store: %w", err)
+	}
+	apiSrv, err := api.New(ctx, api.Config{
+		Store: st, Secrets: sec, Logger: log, Version: buildinfo.Version,
+		Auth: api.AuthConfig{Mode: c.Auth, Username: c.AdminUser, Password: c.AdminPassword, TokenLifetime: c.TokenLifetime},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if u, p, gen := apiSrv.GeneratedCredentials(); gen {
+		// Printed once, on the first start only; only the hash is stored.
+		fmt.Fprintf(stdout, "amtd: generated administrator credentials (shown once, store them now): user %q password %q\n", u, p)
+	}
+	rps.Register(apiSrv, rps.Options{})
+
+	var tlsConf *tls.Config
+	if c.TLSCert != "" || c.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--http: %w", err)
+	}
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	s := &server{log: log, store: st, addr: ln.Addr(), done: make(chan error, 1),
+		http: &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}}
+	s.http.ConnState = func(_ net.Conn, cs http.ConnState) {
+		if cs == http.StateActive {
+			s.started.Add(1)
+		}
+	}
+	go func() { s.done <- s.http.Serve(ln) }()
+	log.Info("amtd serving", "http", ln.Addr().String(), "tls", tlsConf != nil, "db", st.Dialect(), "secrets", sec.Name(), "version", buildinfo.Version)
+	ok = true
+	return s, nil
+}
+
+func (s *server) shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	if e := <-s.done; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	if e := s.store.Close(); e != nil && err == nil {
+		err = e
+	}
+	s.log.Info("stopped")
+	return err
+}
