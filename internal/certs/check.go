@@ -62,6 +62,7 @@ const (
 	WarnChainTooLong      = "chain-too-long"
 	WarnSelfSignedLeaf    = "self-signed-leaf"
 	WarnCertsUnlisted     = "certificates-unlisted" // key-less PFX whose certificates could not be read
+	WarnUnprotected       = "pfx-unprotected"       // no MAC: the password was not needed
 )
 
 // MsgDecrypt is RPS's message for a PFX it cannot decrypt (wrong password).
@@ -231,6 +232,9 @@ func CheckPFX(pfx []byte, password, domainSuffix string, now time.Time) *Report 
 		return r
 	}
 	r.PrivateKey = d.key
+	if d.unprotected {
+		r.warn(WarnUnprotected, "", "The PFX has no password protection (no MAC); the given password was not needed")
+	}
 
 	// 2. certificates, CN and domain
 	if len(d.certs) == 0 {

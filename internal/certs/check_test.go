@@ -415,3 +415,63 @@ func TestReportNeverPrintsKey(t *testing.T) {
 		t.Fatalf("log lacks summary: %s", logged.String())
 	}
 }
+
+// handPFX builds a password-less PKCS#12 (no MAC, no encryption) holding
+// only certificate bags without attributes, in one or two safes — layouts
+// go-pkcs12 has no encoder for.
+func handPFX(t *testing.T, twoSafes bool, certs ...*x509.Certificate) []byte {
+	t.Helper()
+	type certBag struct {
+		ID   asn1.ObjectIdentifier
+		Data []byte `asn1:"tag:0,explicit"`
+	}
+	mustMarshal := func(v any) []byte {
+		b, err := asn1.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// asn1.Marshal writes a RawValue as is, so [0] EXPLICIT is spelled out.
+	explicit0 := func(inner []byte) asn1.RawValue {
+		return asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: inner}
+	}
+	oidCertBag := asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 10, 1, 3}
+	oidX509 := asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 22, 1}
+	safe := func(cs []*x509.Certificate) p12ContentInfo {
+		var bags []p12SafeBag
+		for _, c := range cs {
+			bags = append(bags, p12SafeBag{ID: oidCertBag, Value: explicit0(mustMarshal(certBag{oidX509, c.Raw}))})
+		}
+		return p12ContentInfo{ContentType: oidData, Content: explicit0(mustMarshal(mustMarshal(bags)))}
+	}
+	var safes []p12ContentInfo
+	if twoSafes {
+		safes = []p12ContentInfo{safe(certs[:1]), safe(certs[1:])}
+	} else {
+		safes = []p12ContentInfo{safe(certs)}
+	}
+	return mustMarshal(struct {
+		Version  int
+		AuthSafe p12ContentInfo
+	}{3, p12ContentInfo{ContentType: oidData, Content: explicit0(mustMarshal(mustMarshal(safes)))}})
+}
+
+func TestKeylessLayouts(t *testing.T) {
+	c := testpki.NewChain(testpki.ChainOptions{})
+	// Two safes: listed through ToPEM; the chain is checked as usual.
+	r := check(t, handPFX(t, true, c.Leaf, c.Root), "", "example.com")
+	if got := codes(r.Errors); !slices.Equal(got, []string{CodeNoPrivateKey}) || len(r.Chain) != 2 || r.RootFingerprints.SHA256 == "" {
+		t.Fatalf("two safes: errors %v, chain %d", got, len(r.Chain))
+	}
+	// One safe without trust-store attributes: go-pkcs12 cannot list it.
+	r = check(t, handPFX(t, false, c.Leaf, c.Root), "", "example.com")
+	if got := codes(r.Errors); !slices.Equal(got, []string{CodeNoPrivateKey}) || !r.HasWarning(WarnCertsUnlisted) || len(r.Chain) != 0 {
+		t.Fatalf("one safe: errors %v warnings %v", got, codes(r.Warnings))
+	}
+	// A password given for a password-less file: read anyway, with a warning.
+	r = check(t, handPFX(t, true, c.Leaf, c.Root), pw, "example.com")
+	if got := codes(r.Errors); !slices.Equal(got, []string{CodeNoPrivateKey}) || !r.HasWarning(WarnUnprotected) || len(r.Chain) != 2 {
+		t.Fatalf("unprotected: errors %v warnings %v", got, codes(r.Warnings))
+	}
+}

@@ -27,7 +27,10 @@ type decoded struct {
 	// certsUnknown: the library reported "no private key" but could not list
 	// the certificates of this kind of key-less file.
 	certsUnknown bool
-	fail         *Finding // a decoding failure (then nothing else is set)
+	// unprotected: a password was given but the file has no MAC; it was
+	// read without one.
+	unprotected bool
+	fail        *Finding // a decoding failure (then nothing else is set)
 }
 
 // Outer PKCS#12 layout (RFC 7292), only as far as needed to bound the KDF
@@ -188,10 +191,14 @@ func decodePFX(pfx []byte, password string) decoded {
 	}
 	msg := err.Error()
 	switch {
-	case errors.Is(err, pkcs12.ErrIncorrectPassword), errors.Is(err, pkcs12.ErrDecryption),
-		msg == "pkcs12: no MAC in data":
-		// MAC mismatch, bad padding after decryption (files without a MAC),
-		// or a password given for a password-less file.
+	case msg == "pkcs12: no MAC in data" && password != "":
+		// A password given for a file without integrity protection: the
+		// password plays no part; read it without one.
+		d := decodePFX(pfx, "")
+		d.unprotected = d.fail == nil
+		return d
+	case errors.Is(err, pkcs12.ErrIncorrectPassword), errors.Is(err, pkcs12.ErrDecryption):
+		// MAC mismatch, or bad padding after decryption (files without a MAC).
 		return failed(CodeWrongPassword, MsgDecrypt)
 	case strings.HasPrefix(msg, "pkcs12: error reading P12 data"),
 		msg == pkcs12.NotImplementedError("can only decode v3 PFX PDU's").Error():
