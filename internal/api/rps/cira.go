@@ -171,8 +171,12 @@ func validateCIRACreate(body map[string]any) valid.Errors {
 		IsIn([]any{1, 2}, "Authentication method should be either 1 (Mutual Auth) or 2 (username and password)")
 	v.Body(body, "mpsRootCertificate").NotEmpty("MPS public root certificate is required")
 	v.Body(body, "password").OptionalNullable().Redact().Custom(mpsPasswordCheck)
+	scalarCheck(v, body, ciraFields...)
 	return v.Errors()
 }
+
+var ciraFields = []string{"configName", "mpsServerAddress", "mpsPort", "username", "commonName", "serverAddressFormat",
+	"authMethod", "mpsRootCertificate", "proxyDetails", "regeneratePassword"}
 
 // mpsPasswordCheck (amtd): a static MPS password must be a string AMT can
 // take (RPS stores anything).
@@ -219,6 +223,7 @@ func validateCIRAUpdate(body map[string]any) valid.Errors {
 		IsIn([]any{1, 2}, "Authentication method accepts either 1 - Mutual Auth or 2 -username/password)")
 	v.Body(body, "regeneratePassword").Optional().IsBoolean("")
 	v.Body(body, "password").OptionalNullable().Redact().Custom(mpsPasswordCheck)
+	scalarCheck(v, body, ciraFields...)
 	return v.Errors()
 }
 

@@ -105,6 +105,8 @@ func certError(msg string) valid.Errors {
 	return valid.Errors{{Value: valid.Redacted, HasValue: true, Msg: msg, Path: "provisioningCert", Location: valid.LocBody}}
 }
 
+var domainFields = []string{"profileName", "domainSuffix", "provisioningCert", "provisioningCertStorageFormat", "provisioningCertPassword"}
+
 func (h *handlers) listDomains(w http.ResponseWriter, r *http.Request) {
 	p, ok := parseList(w, r)
 	if !ok {
@@ -160,6 +162,7 @@ func (h *handlers) createDomain(w http.ResponseWriter, r *http.Request) {
 		})
 	v.Body(body, "provisioningCertStorageFormat").NotEmpty("Provisioning Cert Storage Format is required").
 		IsIn([]any{"raw", "string"}, "Provisioning Cert Storage Format should be either 'raw' or 'string'")
+	scalarCheck(v, body, domainFields...)
 	if v.Failed() {
 		validationFailed(w, r, v.Errors())
 		return
@@ -202,6 +205,7 @@ func (h *handlers) updateDomain(w http.ResponseWriter, r *http.Request) {
 	v.Body(body, "provisioningCertStorageFormat").
 		IsIn([]any{"raw", "string"}, `Provisioning Cert Storage Format is either "raw" or "string"`)
 	v.Body(body, "provisioningCertPassword").Redact().IsLength(0, 64, "Password should not exceed 64 characters in length")
+	scalarCheck(v, body, domainFields...)
 	if v.Failed() {
 		validationFailed(w, r, v.Errors())
 		return

@@ -61,6 +61,7 @@ func validate8021x(body map[string]any, update bool) valid.Errors {
 	if update {
 		v.Body(body, "version").NotEmpty(msgVersion)
 	}
+	scalarCheck(v, body, "profileName", "authenticationProtocol", "pxeTimeout", "wiredInterface", "version")
 	return v.Errors()
 }
 

@@ -399,6 +399,10 @@ func (h *handlers) validateProfile(ctx context.Context, body map[string]any, upd
 	if update {
 		v.Body(body, "version").NotEmpty(msgVersion)
 	}
+	scalarCheck(v, body, "profileName", "activation", "amtPassword", "generateRandomPassword", "mebxPassword",
+		"generateRandomMEBxPassword", "tlsMode", "tlsSigningAuthority", "ciraConfigName", "dhcpEnabled", "ipSyncEnabled",
+		"localWifiSyncEnabled", "uefiWifiSyncEnabled", "ieee8021xProfileName", "userConsent", "iderEnabled", "kvmEnabled",
+		"solEnabled", "version")
 	return v.Errors(), refs.err
 }
 

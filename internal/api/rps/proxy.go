@@ -55,6 +55,7 @@ func validateProxy(body map[string]any, update bool) valid.Errors {
 		Matches(func(s string) bool { return valid.IsFQDN(s, valid.DefaultFQDN) },
 			"Domain name of the network should contain alphanumeric and hyphens in the middle").
 		IsLength(0, 192, "Domain name of the network maximum length is 192")
+	scalarCheck(v, body, "name", "address", "port", "networkDnsSuffix")
 	return v.Errors()
 }
 

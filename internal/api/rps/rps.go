@@ -417,6 +417,27 @@ func sameSecret(a, b map[string]string) bool {
 
 // ---- value helpers ----
 
+// secretFields are redacted in validation errors.
+var secretFields = map[string]bool{"password": true, "amtPassword": true, "mebxPassword": true,
+	"pskPassphrase": true, "provisioningCert": true, "provisioningCertPassword": true}
+
+// scalarCheck (amtd): fields holding one value must not be arrays or
+// objects; RPS's validators look at each element of an array and RPS then
+// stores the value's string form ("[object Object]"). The errors come after
+// RPS's, so RPS's messages keep their positions.
+func scalarCheck(v *valid.Validator, body map[string]any, fields ...string) {
+	for _, f := range fields {
+		switch body[f].(type) {
+		case []any, map[string]any:
+			c := v.Body(body, f)
+			if secretFields[f] {
+				c.Redact()
+			}
+			c.Check(false, f+" must be a single value, not an array or an object")
+		}
+	}
+}
+
 // str is the string form of a body value ("" for absent or null).
 func str(body map[string]any, key string) string { return valid.String(body[key]) }
 

@@ -122,6 +122,8 @@ func (h *handlers) validateWireless(ctx context.Context, body map[string]any, up
 	if update {
 		v.Body(body, "version").NotEmpty(msgVersion)
 	}
+	scalarCheck(v, body, "profileName", "authenticationMethod", "encryptionMethod", "ssid", "pskPassphrase",
+		"ieee8021xProfileName", "version")
 	return v.Errors(), refs.err
 }
 
