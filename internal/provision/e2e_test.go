@@ -190,3 +190,93 @@ func TestE2EACMActivationUpgradeAndDeactivation(t *testing.T) {
 		t.Fatal("ACM device not deactivated")
 	}
 }
+
+func TestE2EMaintenance(t *testing.T) {
+	w := newWorld(t)
+	w.addProfile("ccm", provision.ActivationCCM, false)
+	srv := w.startServer()
+	d := w.newDevice(devOpts{})
+	mustSucceed(t, w, srv, d, agent.Config{Command: "activate", Profile: "ccm"})
+	pw := staticPW
+	maint := func(task string, f func(c *agent.Config)) agent.Result {
+		t.Helper()
+		cfg := agent.Config{Command: "maintenance", Task: task, Password: pw, Version: "v2"}
+		if f != nil {
+			f(&cfg)
+		}
+		res := mustSucceed(t, w, srv, d, cfg)
+		if res.Status == nil || res.Status.Status != task+" completed succesfully" {
+			t.Fatalf("%s: %+v", task, res.Status)
+		}
+		return res
+	}
+
+	// synctime: the device's clock is an hour off.
+	if err := d.fw.Update(func(s *firmware.State) error { s.ClockOffsetSeconds = 3600; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	maint("synctime", nil)
+	if off := d.state().ClockOffsetSeconds; off > 2 || off < -2 {
+		t.Fatalf("clock offset after synctime: %d s", off)
+	}
+
+	// syncip: a static wired configuration takes the host's address.
+	if err := d.fw.Update(func(s *firmware.State) error {
+		s.Network.Wired.DHCPEnabled, s.Network.Wired.IpSyncEnabled = false, true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ip := agent.IPConfiguration{Static: true, IPAddress: "10.1.2.3", Netmask: "255.255.255.0", Gateway: "10.1.2.1", PrimaryDNS: "10.1.2.53", SecondaryDNS: "10.1.2.54"}
+	maint("syncip", func(c *agent.Config) { c.IPConfiguration = ip })
+	wired := d.state().Network.Wired
+	if wired.IPAddress != "10.1.2.3" || wired.SubnetMask != "255.255.255.0" || wired.DefaultGateway != "10.1.2.1" ||
+		wired.PrimaryDNS != "10.1.2.53" || wired.SecondaryDNS != "10.1.2.54" || wired.IpSyncEnabled {
+		t.Fatalf("wired after syncip: %+v", wired)
+	}
+	// The same address again: RPS's "already synchronized" failure.
+	res, err := srv.run(t, d, agent.Config{Command: "maintenance", Task: "syncip", Password: pw, Version: "v2", IPConfiguration: ip})
+	if err == nil || res.Status == nil || res.Status.Status != "syncip failed IPAddress already synchronized" {
+		t.Fatalf("syncip again: %v %+v", err, res.Status)
+	}
+
+	// synchostname.
+	maint("synchostname", func(c *agent.Config) {
+		c.HostnameInfo = agent.HostnameInfo{Hostname: "renamed", DNSSuffixOS: "lab.example.com"}
+	})
+	if n := d.state().Network; n.HostName != "renamed" || n.DomainName != "lab.example.com" {
+		t.Fatalf("host name on the device: %q %q", n.HostName, n.DomainName)
+	}
+	if rec, _ := w.st.GetDevice(w.ctx(), d.guid()); rec.Hostname != "renamed" || rec.DNSSuffix != "lab.example.com" {
+		t.Fatalf("record after synchostname: %+v", rec)
+	}
+
+	// changepassword to a given password, then to a random one.
+	maint("changepassword", func(c *agent.Config) { c.TaskArg = "N3w-P@ssw0rd" })
+	if adminPassword(t, w, d) != "N3w-P@ssw0rd" || d.authenticates(pw) {
+		t.Fatal("changepassword with a new password")
+	}
+	pw = "N3w-P@ssw0rd"
+	maint("changepassword", nil)
+	pw = adminPassword(t, w, d)
+	if pw == "N3w-P@ssw0rd" {
+		t.Fatal("random changepassword kept the old password")
+	}
+
+	// syncdeviceinfo updates the record from the first message.
+	before, _ := w.st.GetDevice(w.ctx(), d.guid())
+	if err := d.fw.Update(func(s *firmware.State) error { s.Versions.AMT = "16.1.30"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	maint("syncdeviceinfo", nil)
+	after, _ := w.st.GetDevice(w.ctx(), d.guid())
+	if after.DeviceInfo.FWVersion != "16.1.30" || !after.DeviceInfo.LastUpdated.After(*before.DeviceInfo.LastUpdated) {
+		t.Fatalf("device info not synced: %+v", after.DeviceInfo)
+	}
+
+	// A wrong password is refused before any WS-MAN.
+	res, err = srv.run(t, d, agent.Config{Command: "maintenance", Task: "synctime", Password: "Wr0ng-P@ss", Version: "v2"})
+	if err == nil || res.Message != "AMT password DOES NOT match stored version for Device "+d.guid() {
+		t.Fatalf("wrong password: %v %q", err, res.Message)
+	}
+}
