@@ -456,7 +456,7 @@ func (c *conn) forwarding(b []byte, now int64) error {
 		if err = m.UnmarshalBinary(b); err == nil {
 			ch := c.channel(m.RecipientChannel)
 			if ch == nil {
-				return protocolErrorf("CHANNEL_WINDOW_ADJUST for unknown channel %d", m.RecipientChannel)
+				return c.unknownChannel(b[0], m.RecipientChannel)
 			}
 			return ch.adjust(m.BytesToAdd)
 		}
@@ -465,7 +465,7 @@ func (c *conn) forwarding(b []byte, now int64) error {
 		if err = m.UnmarshalBinary(b); err == nil {
 			ch := c.channel(m.RecipientChannel)
 			if ch == nil {
-				return protocolErrorf("CHANNEL_DATA for unknown channel %d", m.RecipientChannel)
+				return c.unknownChannel(b[0], m.RecipientChannel)
 			}
 			return ch.data(m.Data)
 		}
@@ -474,7 +474,7 @@ func (c *conn) forwarding(b []byte, now int64) error {
 		if err = m.UnmarshalBinary(b); err == nil {
 			ch := c.channel(m.RecipientChannel)
 			if ch == nil {
-				return nil // already forgotten; closes are idempotent
+				return c.unknownChannel(b[0], m.RecipientChannel)
 			}
 			if ch.refused(0) {
 				// Closed before confirmation: not answered (spec/mps.md §4.3).
@@ -577,6 +577,22 @@ func (c *conn) channel(id uint32) *Channel {
 	return c.chans[id]
 }
 
+// unknownChannel handles CHANNEL_DATA, CHANNEL_WINDOW_ADJUST and
+// CHANNEL_CLOSE for a channel id that is not in the table. An id this
+// connection used before (ids are not reused) is a straggler from a device
+// that raced our close: ignored, as MPS does, rather than costing every
+// other channel of the device. An id never allocated is a protocol error.
+func (c *conn) unknownChannel(t byte, id uint32) error {
+	c.mu.Lock()
+	used := id != 0 && id <= c.nextID
+	c.mu.Unlock()
+	if !used {
+		return protocolErrorf("%s for unknown channel %d", apf.TypeName(t), id)
+	}
+	c.logger().Debug("cira: message for a closed channel ignored", "type", apf.TypeName(t), "channel", id)
+	return nil
+}
+
 func (c *conn) removeChannel(ch *Channel) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -595,7 +611,7 @@ func (c *conn) checkData(recipient, n uint32) error {
 	}
 	ch := c.channel(recipient)
 	if ch == nil {
-		return protocolErrorf("CHANNEL_DATA for unknown channel %d", recipient)
+		return c.unknownChannel(apf.MsgChannelData, recipient)
 	}
 	return ch.checkData(n)
 }
@@ -739,8 +755,8 @@ func (c *conn) write(b []byte) error {
 
 func (c *conn) teardown(err error) {
 	var de *disconnectError
-	if errors.As(err, &de) {
-		c.sendDisconnect(de.reason)
+	if errors.As(err, &de) && c.sendDisconnect(de.reason) {
+		c.lingerClose()
 	}
 	c.kick()
 
@@ -785,19 +801,39 @@ func reasonText(err error, superseded bool) string {
 	return err.Error()
 }
 
+// lingerTime bounds how long a connection ended with DISCONNECT keeps
+// draining what the device still sends.
+const lingerTime = time.Second
+
 // sendDisconnect tells the device why the server ends the session, waiting
-// briefly at most.
-func (c *conn) sendDisconnect(reason uint32) {
+// briefly at most. It reports whether the message was written.
+func (c *conn) sendDisconnect(reason uint32) bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
-		return
+		return false
 	}
 	c.raw.SetWriteDeadline(time.Now().Add(min(c.srv.cfg.WriteTimeout, 2*time.Second)))
 	b, _ := (&apf.Disconnect{Reason: reason}).MarshalBinary()
 	if _, err := c.tc.Write(b); err != nil {
 		c.werr = ErrConnectionLost
+		return false
 	}
+	c.werr = ErrConnectionLost
+	return true
+}
+
+// lingerClose shuts the sending side and discards what the device still
+// sends for a moment, so that closing a socket with unread input does not
+// reset the connection and destroy the DISCONNECT on its way (net/http
+// does the same for its error responses).
+func (c *conn) lingerClose() {
+	c.tc.CloseWrite()
+	if cw, ok := c.raw.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.raw.SetReadDeadline(time.Now().Add(min(lingerTime, c.srv.cfg.WriteTimeout)))
+	io.CopyN(io.Discard, c.raw, 256<<10)
 }
 
 // info snapshots the connection's status.

@@ -132,6 +132,7 @@ type testDevice struct {
 	chans   map[uint32]*devChan // by the device's id
 	nextID  uint32
 	pending []bool // want-reply tcpip-forward (true) / cancel (false) in order
+	cookie  uint32
 
 	msgs    chan apf.Message // messages not handled by the loop
 	ln      *devListener
@@ -289,6 +290,7 @@ func (d *testDevice) run() {
 	d.conn.SetReadDeadline(time.Time{})
 	go func() {
 		err := d.loop()
+		d.conn.Close() // as AMT does after DISCONNECT or EOF
 		d.ln.shut()
 		close(d.msgs)
 		d.loopErr <- err
@@ -426,6 +428,7 @@ type devChan struct {
 	done       chan struct{}
 	doneOnce   sync.Once
 	totalBytes int
+	adjusts    []uint32 // WINDOW_ADJUST amounts received
 }
 
 func (c *devChan) incoming(p []byte) {
@@ -449,13 +452,13 @@ func (c *devChan) deliver() {
 				return
 			}
 			if !c.d.opts.noAutoAdjust {
+				// Under mu, so that nothing follows our CHANNEL_CLOSE.
 				c.mu.Lock()
 				c.window += uint32(len(p))
-				closed := c.sentClose || c.gotClose
-				c.mu.Unlock()
-				if !closed {
+				if !c.sentClose {
 					c.d.send(&apf.ChannelWindowAdjust{RecipientChannel: c.remote, BytesToAdd: uint32(len(p))})
 				}
+				c.mu.Unlock()
 			}
 		case <-c.done:
 			return
@@ -483,11 +486,10 @@ func (c *devChan) pumpOut() {
 		if k > 0 {
 			c.mu.Lock()
 			c.credit -= uint32(k)
-			closed := c.sentClose || c.gotClose
-			c.mu.Unlock()
-			if !closed {
+			if !c.sentClose {
 				c.d.send(&apf.ChannelData{RecipientChannel: c.remote, Data: buf[:k]})
 			}
+			c.mu.Unlock()
 		}
 		if err != nil {
 			c.localClose()
@@ -498,6 +500,7 @@ func (c *devChan) pumpOut() {
 
 func (c *devChan) addCredit(n uint32) {
 	c.mu.Lock()
+	c.adjusts = append(c.adjusts, n)
 	c.credit += n
 	c.mu.Unlock()
 	select {
@@ -509,13 +512,12 @@ func (c *devChan) addCredit(n uint32) {
 // localClose: the app closed its end.
 func (c *devChan) localClose() {
 	c.mu.Lock()
-	send := !c.sentClose
+	if !c.sentClose {
+		c.d.send(&apf.ChannelClose{RecipientChannel: c.remote})
+	}
 	c.sentClose = true
 	forget := c.gotClose
 	c.mu.Unlock()
-	if send {
-		c.d.send(&apf.ChannelClose{RecipientChannel: c.remote})
-	}
 	if forget {
 		c.forget()
 	}
@@ -528,12 +530,11 @@ func (c *devChan) remoteClose() {
 		c.d.violation("second CHANNEL_CLOSE on device channel %d", c.id)
 	}
 	c.gotClose = true
-	send := !c.sentClose
-	c.sentClose = true
-	c.mu.Unlock()
-	if send {
+	if !c.sentClose {
 		c.d.send(&apf.ChannelClose{RecipientChannel: c.remote})
 	}
+	c.sentClose = true
+	c.mu.Unlock()
 	c.forget()
 }
 
@@ -686,6 +687,36 @@ func addDevice(t testing.TB, table *deviceTable) device {
 	d := device{uuid: newUUID(t), user: "admin", pw: "P@ssw0rd-" + fmt.Sprint(time.Now().UnixNano()%1000), tenant: "tenant-a"}
 	table.add(d)
 	return d
+}
+
+// ping makes a keepalive round trip. Both sides handle messages in order,
+// so after two pings every message either side sent before the first has
+// been processed by the other (sync).
+func (d *testDevice) ping() {
+	d.t.Helper()
+	d.mu.Lock()
+	d.cookie++
+	cookie := d.cookie
+	d.mu.Unlock()
+	must(d.t, d.send(&apf.KeepaliveRequest{Cookie: cookie}))
+	if m := d.expect(apf.MsgKeepaliveReply, 5*time.Second).(*apf.KeepaliveReply); m.Cookie != cookie {
+		d.t.Fatalf("keepalive cookie %d, want %d", m.Cookie, cookie)
+	}
+}
+
+func (d *testDevice) sync() { d.ping(); d.ping() }
+
+// nextApp returns the next channel the device accepted (without an HTTP
+// handler).
+func (d *testDevice) nextApp() net.Conn {
+	d.t.Helper()
+	select {
+	case c := <-d.ln.conns:
+		return c
+	case <-time.After(5 * time.Second):
+		d.t.Fatal("no channel accepted within 5s")
+	}
+	return nil
 }
 
 var errNoMessage = errors.New("no message")
