@@ -49,17 +49,17 @@ func hostileStreams(r *mrand.Rand, victim, own device) [][]byte {
 	valid := authPreamble(own)
 	out := [][]byte{
 		random(1 + r.IntN(5000)),
-		append([]byte{apf.MsgProtocolVersion}, random(40)...),               // truncated
-		pv[:50],                                                             // truncated PROTOCOLVERSION
+		append([]byte{apf.MsgProtocolVersion}, random(40)...), // truncated
+		pv[:50], // truncated PROTOCOLVERSION
 		append(bytes.Clone(pv), apf.MsgServiceRequest, 0xFF, 0xFF, 0xFF, 0xFF), // oversize length
 		append(bytes.Clone(pv), enc(&apf.ServiceRequest{Service: apf.ServiceAuth}, // the victim's UUID, wrong password
 			&apf.UserAuthRequest{Username: victim.user, Service: apf.ServicePortForward, Method: apf.MethodPassword, Password: "guess"})...),
-		append(bytes.Clone(valid), enc(&apf.ChannelData{RecipientChannel: 99, Data: []byte("x")})...),                  // unknown channel
-		append(bytes.Clone(valid), enc(&apf.ChannelOpenConfirmation{RecipientChannel: 1, SenderChannel: 1})...),        // confirm of nothing
+		append(bytes.Clone(valid), enc(&apf.ChannelData{RecipientChannel: 99, Data: []byte("x")})...),                 // unknown channel
+		append(bytes.Clone(valid), enc(&apf.ChannelOpenConfirmation{RecipientChannel: 1, SenderChannel: 1})...),       // confirm of nothing
 		append(bytes.Clone(valid), enc(&apf.ProtocolVersion{Major: 1, UUID: own.uuid})...),                            // wrong state
-		append(bytes.Clone(valid), apf.MsgChannelData, 0, 0, 0, 1, 0x7F, 0xFF, 0xFF, 0xFF),                             // oversize data
-		append(bytes.Clone(valid), random(1+r.IntN(3000))...),                                                          // garbage after auth
-		append(bytes.Clone(valid), enc(&apf.GlobalRequest{Name: apf.RequestUDPSendTo, Data: random(100)})[:20]...),     // truncated
+		append(bytes.Clone(valid), apf.MsgChannelData, 0, 0, 0, 1, 0x7F, 0xFF, 0xFF, 0xFF),                            // oversize data
+		append(bytes.Clone(valid), random(1+r.IntN(3000))...),                                                         // garbage after auth
+		append(bytes.Clone(valid), enc(&apf.GlobalRequest{Name: apf.RequestUDPSendTo, Data: random(100)})[:20]...),    // truncated
 		append(bytes.Clone(valid), enc(&apf.UserAuthRequest{Username: "a", Service: "b", Method: apf.MethodNone})...), // wrong state
 	}
 	// Mutations of a valid stream.

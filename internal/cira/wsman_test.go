@@ -3,8 +3,8 @@ package cira
 import (
 	"context"
 	"crypto/md5"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
