@@ -52,6 +52,7 @@ const (
 	PTUnsupported        uint32 = 2066
 	PTNotFound           uint32 = 2068
 	PTInvalidCredentials uint32 = 2069
+	PTInvalidPassphrase  uint32 = 2070
 )
 
 // OIDAMTProvisioning is Intel's "AMT provisioning" extended key usage.

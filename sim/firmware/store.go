@@ -242,7 +242,8 @@ func (f *Firmware) DeleteCertificate(handle int) error {
 func (f *Firmware) certInUseLocked(handle int) bool {
 	s := &f.st
 	id := CertInstanceID(handle)
-	if s.TLS.CredentialCert == handle || s.TLS.Committed.Cert == handle {
+	committed := s.TLS.Committed.Remote.Enabled || s.TLS.Committed.Local.Enabled
+	if s.TLS.CredentialCert == handle || committed && s.TLS.Committed.Cert == handle {
 		return true
 	}
 	if s.IEEE8021x.Wired.ClientCertificate == id || s.IEEE8021x.Wired.ServerCertificateIssuer == id {

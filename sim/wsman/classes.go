@@ -12,5 +12,36 @@ func allClasses() []*Class {
 		softwareIdentity(),
 		bootCapabilities(),
 		timeSynchronization(),
+		// network
+		ethernetPortSettings(),
+		wifiPortConfiguration(),
+		wifiEndpointSettings(),
+		wifiPort(),
+		wifiEndpoint(),
+		ips8021xSettings(),
+		cim8021xSettings(),
+		httpProxyService(),
+		httpProxyAccessPoint(),
+		// certificates and TLS
+		publicKeyManagement(),
+		publicKeyCertificate(),
+		publicPrivateKeyPair(),
+		tlsSettingData(),
+		tlsCredentialContext(),
+		tlsProtocolEndpointCollection(),
+		concreteDependency(),
+		credentialContext(),
+		// CIRA
+		remoteAccessService(),
+		managementPresenceRemoteSAP(),
+		remoteAccessPolicyRule(),
+		remoteAccessPolicyAppliesToMPS(),
+		remoteAccessCapabilities(),
+		userInitiatedConnection(),
+		environmentDetection(),
+		// redirection and user consent
+		redirectionService(),
+		kvmRedirectionSAP(),
+		optInService(),
 	}
 }

@@ -50,6 +50,8 @@ type Class struct {
 	Create func(c *Call) (*EPR, error)
 	// Delete removes the selected instance.
 	Delete func(c *Call, target *Instance) error
+	// Select overrides the generic selector matching for Put/Delete/Get.
+	Select func(c *Call, items []*Instance) (*Instance, error)
 	// Methods by name as AMT spells them (case-sensitive).
 	Methods map[string]Method
 	// LSA lists the operations allowed to the local system account before
@@ -424,6 +426,9 @@ func (e *Engine) selectInstance(c *Call) (*Instance, error) {
 	items, err := c.Class.Instances(c)
 	if err != nil {
 		return nil, err
+	}
+	if c.Class.Select != nil {
+		return c.Class.Select(c, items)
 	}
 	return selectFrom(items, c.Req.Selectors)
 }

@@ -1,0 +1,157 @@
+package wsman
+
+import (
+	"github.com/amtd-project/amtd/sim/firmware"
+)
+
+// ---- AMT_RedirectionService ----
+
+func redirectionInstance(s *S) *Instance {
+	return service(NewInstance("AMT_RedirectionService"), "Intel(r) AMT Redirection Service").
+		I("EnabledState", int64(s.Redirection.EnabledState)).B("ListenerEnabled", s.Redirection.ListenerEnabled)
+}
+
+func redirectionService() *Class {
+	return &Class{
+		Name: "AMT_RedirectionService",
+		Instances: func(c *Call) ([]*Instance, error) {
+			var in *Instance
+			c.FW.View(func(s *S) { in = redirectionInstance(s) })
+			return []*Instance{in}, nil
+		},
+		Put: func(c *Call, _ *Instance) (*Instance, error) {
+			var out *Instance
+			err := c.FW.Update(func(s *S) error {
+				if b, ok := c.BoolParam("ListenerEnabled"); ok {
+					s.Redirection.ListenerEnabled = b
+				} else if _, present := c.Param("ListenerEnabled"); present {
+					return FaultInvalidRepresentation()
+				}
+				out = redirectionInstance(s)
+				return nil
+			})
+			return out, err
+		},
+		Methods: map[string]Method{
+			"RequestStateChange": func(c *Call) (*Output, error) {
+				st, ok := c.IntParam("RequestedState")
+				if !ok || st < 32768 || st > 32771 {
+					return RV(cimInvalidParameter), nil
+				}
+				err := c.FW.Update(func(s *S) error { s.Redirection.EnabledState = int(st); return nil })
+				return RV(0), err
+			},
+		},
+	}
+}
+
+// ---- CIM_KVMRedirectionSAP ----
+
+// kvmEnabledState: 2 enabled (a session runs), 6 enabled but offline (the
+// normal "enabled" report of real firmware), 3 disabled.
+func kvmInstance(s *S) *Instance {
+	state := int64(3)
+	if s.Redirection.KVMEnabled {
+		state = 6
+	}
+	return NewInstance("CIM_KVMRedirectionSAP").S("CreationClassName", "CIM_KVMRedirectionSAP").
+		S("ElementName", "KVM Redirection Service Access Point").I("EnabledState", state).I("KVMProtocol", 4).
+		S("Name", "KVM Redirection Service Access Point").I("RequestedState", int64(s.Redirection.KVMRequested)).
+		S("SystemCreationClassName", "CIM_ComputerSystem").S("SystemName", "ManagedSystem")
+}
+
+func kvmRedirectionSAP() *Class {
+	return &Class{
+		Name: "CIM_KVMRedirectionSAP",
+		Instances: func(c *Call) ([]*Instance, error) {
+			var in *Instance
+			c.FW.View(func(s *S) { in = kvmInstance(s) })
+			return []*Instance{in}, nil
+		},
+		Methods: map[string]Method{
+			"RequestStateChange": func(c *Call) (*Output, error) {
+				st, ok := c.IntParam("RequestedState")
+				if !ok || (st != 2 && st != 3) {
+					return RV(cimInvalidParameter), nil
+				}
+				err := c.FW.Update(func(s *S) error {
+					s.Redirection.KVMEnabled = st == 2
+					s.Redirection.KVMRequested = int(st)
+					return nil
+				})
+				return RV(0), err
+			},
+		},
+	}
+}
+
+// ---- IPS_OptInService ----
+
+const optInAll = 4294967295
+
+func optInInstance(c *Call, s *S) *Instance {
+	can := int64(0)
+	if s.ControlMode == firmware.ModeACM {
+		can = 1
+	}
+	return service(NewInstance("IPS_OptInService"), "Intel(r) AMT OptIn Service").
+		I("CanModifyOptInPolicy", can).I("OptInCodeTimeout", int64(s.OptIn.CodeTimeout)).
+		I("OptInDisplayTimeout", int64(s.OptIn.DisplayTimeout)).I("OptInRequired", int64(s.OptIn.Required))
+}
+
+func optInService() *Class {
+	withState := func(c *Call, in *Instance) *Instance { return in.I("OptInState", int64(c.FW.OptInState())) }
+	return &Class{
+		Name: "IPS_OptInService",
+		Instances: func(c *Call) ([]*Instance, error) {
+			var in *Instance
+			c.FW.View(func(s *S) { in = optInInstance(c, s) })
+			return []*Instance{withState(c, in)}, nil
+		},
+		Put: func(c *Call, _ *Instance) (*Instance, error) {
+			var out *Instance
+			err := c.FW.Update(func(s *S) error {
+				o := s.OptIn
+				if v, ok := c.IntParam("OptInRequired"); ok {
+					if v != 0 && v != 1 && v != optInAll {
+						return FaultInvalidRepresentation()
+					}
+					if s.ControlMode != firmware.ModeACM && v == 0 { // consent is mandatory in CCM
+						return FaultAccessDenied()
+					}
+					o.Required = uint32(v)
+				}
+				if v, ok := c.IntParam("OptInDisplayTimeout"); ok {
+					if v < 60 || v > 999 {
+						return FaultInvalidRepresentation()
+					}
+					o.DisplayTimeout = int(v)
+				}
+				if v, ok := c.IntParam("OptInCodeTimeout"); ok {
+					if v < 60 || v > 900 {
+						return FaultInvalidRepresentation()
+					}
+					o.CodeTimeout = int(v)
+				}
+				s.OptIn = o
+				out = optInInstance(c, s)
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			return withState(c, out), nil
+		},
+		Methods: map[string]Method{
+			"StartOptIn": func(c *Call) (*Output, error) { return RV(c.FW.StartOptIn()), nil },
+			"SendOptInCode": func(c *Call) (*Output, error) {
+				code, ok := c.IntParam("OptInCode")
+				if !ok {
+					return RV(firmware.OptInInvalidCode), nil
+				}
+				return RV(c.FW.SendOptInCode(int(code))), nil
+			},
+			"CancelOptIn": func(c *Call) (*Output, error) { return RV(c.FW.CancelOptIn()), nil },
+		},
+	}
+}
