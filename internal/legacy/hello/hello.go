@@ -27,6 +27,11 @@ const (
 	// MaxHashes is the largest hash count the one-byte count field can carry.
 	// Firmware sends at most 23 (samples: 24); more is not rejected.
 	MaxHashes = 255
+
+	// MaxSize is the longest possible hello (255 SHA-384 entries): Complete
+	// always decides (complete or invalid) before a buffer grows past it,
+	// well under the listener's 16000-byte limit (spec §5).
+	MaxSize = PKIHeaderSize + MaxHashes*(2+48)
 )
 
 // Errors returned by Parse, Complete and Encode. Each returned error wraps

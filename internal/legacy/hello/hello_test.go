@@ -305,6 +305,20 @@ func TestCompleteIncremental(t *testing.T) {
 	}
 }
 
+func TestMaxSize(t *testing.T) {
+	h := &Hello{Version: 3}
+	for range MaxHashes {
+		h.Hashes = append(h.Hashes, HashEntry{HashSHA384, make([]byte, 48)})
+	}
+	b, err := h.Encode()
+	if err != nil || len(b) != MaxSize || MaxSize >= 16000 {
+		t.Fatalf("%d bytes, MaxSize %d, %v", len(b), MaxSize, err)
+	}
+	if n, err := Complete(b); n != MaxSize || err != nil {
+		t.Fatal(n, err)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	s23, s24, _ := samples(f)
 	f.Add(unhex(f, pskExample))
