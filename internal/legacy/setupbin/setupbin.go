@@ -86,7 +86,11 @@ type File struct {
 	RecordsConsumed uint32 // DataRecordsConsumed
 	HeaderChunks    uint16 // chunks of the file header; 0 means 1 when encoding
 	RecordChunks    uint16 // chunks per data record; 0 means 1 when encoding
-	Records         []Record
+	// Modules is the header's module list as read. Encode writes it, in this
+	// order, followed by any module the records use that it lacks
+	// (ascending); nil means "the modules the records use".
+	Modules []uint16
+	Records []Record
 }
 
 // Record is one data record.
@@ -173,6 +177,13 @@ func Decode(b []byte) (*File, error) {
 	if f.RecordsConsumed > count {
 		return nil, fmt.Errorf("%w: %d consumed of %d", ErrConsumed, f.RecordsConsumed, count)
 	}
+	for p := FileHeaderSize; p+2 <= int(f.HeaderChunks)*ChunkSize; p += 2 {
+		m := le.Uint16(b[p:])
+		if m == 0 {
+			break
+		}
+		f.Modules = append(f.Modules, m)
+	}
 	recSize := int(f.RecordChunks) * ChunkSize
 	off := int(f.HeaderChunks) * ChunkSize
 	f.Records = make([]Record, 0, count)
@@ -253,7 +264,7 @@ func allZero(b []byte) bool {
 
 // Encode writes f as a setup.bin image. Variables are written sorted by
 // (module, variable) (stable for repeated ids such as 2.8); the module list
-// names the modules used, ascending. It fails when a record's variables do
+// is f.Modules plus the modules the records use. It fails when a record's variables do
 // not fit, a value is longer than 65535 bytes, or a SHA-256/SHA-384
 // user-defined hash (2.8) is put in a file older than version 3.
 func Encode(f *File) ([]byte, error) {
@@ -272,15 +283,19 @@ func Encode(f *File) ([]byte, error) {
 	out := make([]byte, (hdrChunks+len(f.Records)*recChunks)*ChunkSize)
 	le := binary.LittleEndian
 
-	var modules []uint16
+	var used []uint16
 	for _, r := range f.Records {
 		for _, v := range r.Vars {
-			if !slices.Contains(modules, v.ID.Module()) {
-				modules = append(modules, v.ID.Module())
+			if m := v.ID.Module(); m != 0 && !slices.Contains(used, m) && !slices.Contains(f.Modules, m) {
+				used = append(used, v.ID.Module())
 			}
 		}
 	}
-	slices.Sort(modules)
+	slices.Sort(used)
+	modules := append(slices.Clone(f.Modules), used...)
+	if slices.Contains(modules, 0) {
+		return nil, fmt.Errorf("%w: module 0 in the module list", ErrHeader)
+	}
 	if FileHeaderSize+2*(len(modules)+1) > hdrChunks*ChunkSize {
 		return nil, fmt.Errorf("%w: %d modules", ErrHeader, len(modules))
 	}
@@ -351,6 +366,26 @@ func encodeRecord(b []byte, r *Record, version int, chunks uint16) error {
 		}
 	}
 	return nil
+}
+
+// MarkUsed applies to the model what the package-level MarkUsed does to an
+// image: unless the file does not consume records, record index (which must
+// be the next one) becomes used with no variables and RecordsConsumed grows
+// by one. It reports whether anything changed.
+func (f *File) MarkUsed(index int) (bool, error) {
+	if index < 0 || index >= len(f.Records) {
+		return false, fmt.Errorf("%w: index %d of %d", ErrIndex, index, len(f.Records))
+	}
+	if index != int(f.RecordsConsumed) {
+		return false, fmt.Errorf("%w: index %d, next is %d", ErrNotNext, index, f.RecordsConsumed)
+	}
+	if f.DoNotConsume() {
+		return false, nil
+	}
+	f.Records[index].Used = true
+	f.Records[index].Vars = nil
+	f.RecordsConsumed++
+	return true, nil
 }
 
 // MarkUsed performs, in place on the image b, what the BIOS writes back after

@@ -416,6 +416,40 @@ func TestMarkUsed(t *testing.T) {
 	}
 }
 
+// TestMarkUsedModelMatchesImage checks that File.MarkUsed and MarkUsed on
+// the bytes agree.
+func TestMarkUsedModelMatchesImage(t *testing.T) {
+	f := NewFile(3, 0)
+	f.AddRecord(false, StringVar(CurrentMEBxPassword, "admin"), U8Var(ProvisionHaltActive, 1))
+	f.AddRecord(false, StringVar(CurrentMEBxPassword, "admin"))
+	b, _ := Encode(f)
+	f, err := Decode(b) // as the simulator would hold it
+	if err != nil || !slices.Equal(f.Modules, []uint16{1, 2}) {
+		t.Fatalf("modules %v %v", f.Modules, err)
+	}
+	for i := range 2 {
+		if _, err := f.MarkUsed(i + 1); !errors.Is(err, ErrNotNext) && i == 0 {
+			t.Fatal("model accepted a record that is not next")
+		}
+		c1, err1 := f.MarkUsed(i)
+		c2, err2 := MarkUsed(b, i)
+		if err1 != nil || err2 != nil || !c1 || !c2 {
+			t.Fatal(err1, err2)
+		}
+		enc, _ := Encode(f)
+		if !bytes.Equal(enc, b) {
+			t.Fatalf("after record %d: model and image differ at %#x", i, firstDiff(enc, b))
+		}
+	}
+	if _, err := f.MarkUsed(2); !errors.Is(err, ErrIndex) {
+		t.Fatal(err)
+	}
+	dnc := exampleModel()
+	if changed, err := dnc.MarkUsed(0); changed || err != nil || dnc.Records[0].Used {
+		t.Fatal("do-not-consume model changed")
+	}
+}
+
 func TestVariables(t *testing.T) {
 	a := ServerAddressVar(netip.MustParseAddr("192.168.1.10"))
 	if !bytes.Equal(a.Value, []byte{0x0a, 0x01, 0xa8, 0xc0}) {
