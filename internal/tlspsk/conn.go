@@ -117,6 +117,10 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrHandshakeTimeout, err)
 	}
+	if c.cfg == nil {
+		c.handshakeErr = fmt.Errorf("%w: nil Config", ErrConfig)
+		return c.handshakeErr
+	}
 	if err := c.cfg.check(c.isClient); err != nil {
 		c.handshakeErr = err
 		return err

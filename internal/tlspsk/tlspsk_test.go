@@ -242,6 +242,12 @@ func TestConfigErrors(t *testing.T) {
 		a.Close()
 		b.Close()
 	}
+	a, b := net.Pipe()
+	if err := Server(a, nil).Handshake(); !errors.Is(err, ErrConfig) {
+		t.Errorf("nil config: %v", err)
+	}
+	a.Close()
+	b.Close()
 	for _, bad := range []string{"", "SHORT", strings.Repeat("a", 31) + "!", strings.Repeat("A", 33)} {
 		if _, err := PSKFromPPS(bad); !errors.Is(err, ErrConfig) {
 			t.Errorf("PSKFromPPS(%q) = %v", bad, err)
