@@ -132,6 +132,7 @@ func (a *Authenticator) Verify(token string) (*Claims, error) {
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithIssuer(a.issuer),
 		jwt.WithExpirationRequired(),
+		jwt.WithStrictDecoding(),
 		jwt.WithTimeFunc(a.now),
 	)
 	switch {

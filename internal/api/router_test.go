@@ -124,3 +124,29 @@ func TestPrefixRules(t *testing.T) {
 		t.Fatalf("routes\n got %s\nwant %s", got, want)
 	}
 }
+
+// FuzzRouterLookup: request paths come from the network.
+func FuzzRouterLookup(f *testing.F) {
+	rt := NewRouter(DefaultPrefixRules())
+	rt.Handle("GET", "/api/v1/admin/domains/:domainName", http.NotFoundHandler())
+	rt.Handle("GET", "/api/v1/devices/stats", http.NotFoundHandler())
+	rt.Handle("GET", "/api/v1/devices/:guid", http.NotFoundHandler())
+	for _, s := range []string{"/api/v1/admin/domains/x", "/rps/api/v1/admin/domains/%41", "//", "/api/v1/devices/%zz", "", "/a/b/c/d/e/f/g"} {
+		f.Add("GET", s)
+	}
+	f.Fuzz(func(t *testing.T, method, path string) {
+		m, err := rt.lookup(method, path)
+		if err != nil || m == nil {
+			return
+		}
+		n := 0
+		for _, s := range m.route.segs {
+			if s.param != "" {
+				n++
+			}
+		}
+		if n != len(m.params) {
+			t.Fatalf("%d params for %d parameter segments", len(m.params), n)
+		}
+	})
+}
