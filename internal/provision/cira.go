@@ -46,7 +46,7 @@ func (c *configRun) cira(ctx context.Context) error {
 		return fail("Failed to get CIRA config", err)
 	}
 	// The MPS password: the CIRA config's, else a new random one per device.
-	sec, err := c.e.secretEntry(ctx, cfg.SecretID)
+	sec, err := c.e.secretEntry(ctx, cfg.TenantID, KindCIRA, cfg.SecretID)
 	if err != nil {
 		return fail("Failed to get CIRA config", err)
 	}

@@ -63,7 +63,7 @@ type provisioningCert struct {
 // root); other findings are returned as warnings for the log, and the device
 // has the last word.
 func (e *Engine) loadProvisioningCert(ctx context.Context, d *store.Domain, deviceSuffix string) (*provisioningCert, []string, error) {
-	m, err := e.secretEntry(ctx, d.SecretID)
+	m, err := e.secretEntry(ctx, d.TenantID, KindDomain, d.SecretID)
 	if err != nil {
 		return nil, nil, err
 	}

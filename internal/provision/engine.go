@@ -91,6 +91,9 @@ type Config struct {
 	// PreventOrphanedDevices refuses to activate a pre-provisioning device
 	// that already has a device record (RPS prevent_orphaned_devices).
 	PreventOrphanedDevices bool
+	// SecretKey maps a configuration object's SecretID to its secret-store
+	// key; nil means DefaultSecretKey (the admin API's scheme).
+	SecretKey func(tenant, kind, secretID string) string
 	// Timing: nil means DefaultTiming().
 	Timing *Timing
 	Logger *slog.Logger
@@ -122,6 +125,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
+	}
+	if cfg.SecretKey == nil {
+		cfg.SecretKey = DefaultSecretKey
 	}
 	t := DefaultTiming()
 	if cfg.Timing != nil {

@@ -148,7 +148,7 @@ func (w *world) addProfile(name, activation string, random bool, opts ...profile
 	w.t.Helper()
 	p := &store.Profile{TenantID: tenant, Name: name, Activation: activation, GenerateRandomPassword: random,
 		DHCPEnabled: true, KVMEnabled: true, UserConsent: "All", Tags: []string{"t1", "t2"},
-		SecretID: "profiles/" + name}
+		SecretID: "secret-" + name}
 	if activation == provision.ActivationACM {
 		p.UserConsent = "KVM"
 	}
@@ -162,7 +162,7 @@ func (w *world) addProfile(name, activation string, random bool, opts ...profile
 	if activation == provision.ActivationACM && !p.GenerateRandomMEBxPassword {
 		sec[provision.FieldMEBxPassword] = mebxPW
 	}
-	if err := w.sec.Put(w.ctx(), p.SecretID, sec); err != nil {
+	if err := w.sec.Put(w.ctx(), provision.DefaultSecretKey(tenant, provision.KindProfile, p.SecretID), sec); err != nil {
 		w.t.Fatal(err)
 	}
 	if err := w.st.CreateProfile(w.ctx(), p); err != nil {
@@ -175,8 +175,8 @@ func (w *world) addDomain(name, domainSuffix string, chain *testpki.Chain) {
 	w.t.Helper()
 	pfx := chain.PFX("pfx-P@ss", false)
 	d := &store.Domain{TenantID: tenant, Name: name, DomainSuffix: domainSuffix, StorageFormat: "string",
-		ExpirationDate: chain.Leaf.NotAfter, SecretID: "domains/" + name}
-	if err := w.sec.Put(w.ctx(), d.SecretID, map[string]string{
+		ExpirationDate: chain.Leaf.NotAfter, SecretID: "secret-" + name}
+	if err := w.sec.Put(w.ctx(), provision.DefaultSecretKey(tenant, provision.KindDomain, d.SecretID), map[string]string{
 		provision.FieldPFX: base64.StdEncoding.EncodeToString(pfx), provision.FieldPFXPassword: "pfx-P@ss"}); err != nil {
 		w.t.Fatal(err)
 	}
@@ -497,4 +497,59 @@ func getGeneral(c *amt.Client) (general.GeneralSettingsResponse, error) {
 		return err
 	})
 	return g, err
+}
+
+func (w *world) add8021x(name string, wired bool, protocol int) {
+	w.t.Helper()
+	pxe := 120
+	if err := w.st.CreateIEEE8021xConfig(w.ctx(), &store.IEEE8021xConfig{TenantID: tenant, Name: name,
+		AuthenticationProtocol: protocol, PXETimeout: &pxe, WiredInterface: wired}); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) addWireless(name string, method int, ssid, passphrase, ieee string) {
+	w.t.Helper()
+	wc := &store.WirelessConfig{TenantID: tenant, Name: name, AuthenticationMethod: method, EncryptionMethod: 4,
+		SSID: ssid, LinkPolicy: []int{1, 14}}
+	if ieee != "" {
+		wc.IEEE8021xProfileName = &ieee
+	}
+	if passphrase != "" {
+		wc.SecretID = "secret-wifi-" + name
+		if err := w.sec.Put(w.ctx(), provision.DefaultSecretKey(tenant, provision.KindWireless, wc.SecretID),
+			map[string]string{provision.FieldPSKPassphrase: passphrase}); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	if err := w.st.CreateWirelessConfig(w.ctx(), wc); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) addProxy(name, address string, port int, dnsSuffix string) {
+	w.t.Helper()
+	if err := w.st.CreateProxyConfig(w.ctx(), &store.ProxyConfig{TenantID: tenant, Name: name, Address: address,
+		InfoFormat: 201, Port: port, NetworkDNSSuffix: dnsSuffix}); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// addCIRA adds a CIRA config; password "" means a random one per device.
+func (w *world) addCIRA(name, password string) *store.CIRAConfig {
+	w.t.Helper()
+	c := &store.CIRAConfig{TenantID: tenant, Name: name, MPSServerAddress: "mps.example.com", MPSPort: 4433,
+		Username: "mpsuser01", ServerAddressFormat: 201, AuthMethod: 2,
+		MPSRootCertificate: base64.StdEncoding.EncodeToString(w.cira.RootDER())}
+	if password != "" {
+		c.SecretID = "secret-cira-" + name
+		if err := w.sec.Put(w.ctx(), provision.DefaultSecretKey(tenant, provision.KindCIRA, c.SecretID),
+			map[string]string{provision.FieldMPSPassword: password}); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	if err := w.st.CreateCIRAConfig(w.ctx(), c); err != nil {
+		w.t.Fatal(err)
+	}
+	return c
 }

@@ -396,7 +396,7 @@ func (c *configRun) addWiFiProfile(ctx context.Context, link store.ProfileWifi) 
 	clientCert, caCert := "", ""
 	switch wc.AuthenticationMethod {
 	case 4, 6: // WPA/WPA2 PSK
-		sec, err := c.e.secretEntry(ctx, wc.SecretID)
+		sec, err := c.e.secretEntry(ctx, wc.TenantID, KindWireless, wc.SecretID)
 		if err != nil {
 			return err
 		}

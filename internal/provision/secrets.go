@@ -3,6 +3,8 @@ package provision
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
+	"regexp"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,9 +13,30 @@ import (
 	"github.com/amtd-project/amtd/internal/store"
 )
 
-// Secret-store fields the engine reads from configuration objects. A row's
-// SecretID is the full secret-store key of its entry (store.Profile.SecretID
-// etc.); these are the field names inside the entry, RPS's Vault field names.
+// Secret entries of configuration objects. The admin API (internal/api/rps)
+// keeps each object's secrets in one entry at
+// SecretKey(tenant, kind, row.SecretID) with RPS's Vault field names.
+const (
+	KindProfile  = "profiles"
+	KindDomain   = "domains"
+	KindCIRA     = "ciraconfigs"
+	KindWireless = "wirelessconfigs"
+)
+
+var plainTenant = regexp.MustCompile(`^[A-Za-z0-9._-]*$`)
+
+// DefaultSecretKey is the admin API's key scheme (rps.SecretKey):
+// tenants/<segment>/<kind>/<secret id>, the segment "t_<tenant>" for plain
+// tenant ids and "x_<hex>" otherwise.
+func DefaultSecretKey(tenant, kind, id string) string {
+	seg := "t_" + tenant
+	if !plainTenant.MatchString(tenant) {
+		seg = "x_" + hex.EncodeToString([]byte(tenant))
+	}
+	return "tenants/" + seg + "/" + kind + "/" + id
+}
+
+// Fields of the entries.
 const (
 	// FieldAMTPassword: profile entry, the static AMT admin password.
 	FieldAMTPassword = "AMT_PASSWORD"
@@ -32,11 +55,11 @@ const (
 
 // secretEntry reads the entry a configuration row points at; an empty
 // SecretID or a missing entry yields an empty map.
-func (e *Engine) secretEntry(ctx context.Context, secretID string) (map[string]string, error) {
+func (e *Engine) secretEntry(ctx context.Context, tenant, kind, secretID string) (map[string]string, error) {
 	if secretID == "" {
 		return map[string]string{}, nil
 	}
-	m, err := e.cfg.Secrets.Get(ctx, secretID)
+	m, err := e.cfg.Secrets.Get(ctx, e.cfg.SecretKey(tenant, kind, secretID))
 	if errors.Is(err, secrets.ErrNotFound) {
 		return map[string]string{}, nil
 	}
@@ -55,7 +78,7 @@ func (e *Engine) profileAMTPassword(ctx context.Context, p *store.Profile) (stri
 	if p.GenerateRandomPassword {
 		return RandomPassword(e.cfg.Rand)
 	}
-	m, err := e.secretEntry(ctx, p.SecretID)
+	m, err := e.secretEntry(ctx, p.TenantID, KindProfile, p.SecretID)
 	if err != nil {
 		return "", err
 	}
@@ -69,7 +92,7 @@ func (e *Engine) profileMEBxPassword(ctx context.Context, p *store.Profile) (str
 	if p.GenerateRandomMEBxPassword {
 		return RandomPassword(e.cfg.Rand)
 	}
-	m, err := e.secretEntry(ctx, p.SecretID)
+	m, err := e.secretEntry(ctx, p.TenantID, KindProfile, p.SecretID)
 	if err != nil {
 		return "", err
 	}
