@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
-	"regexp"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/amtd-project/amtd/internal/secrets"
