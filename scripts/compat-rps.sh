@@ -56,11 +56,11 @@ trap cleanup EXIT
 # The server: `amtd serve` once it exists, else the API's compat server.
 if grep -qs 'name: *"serve"' cmd/amtd/*.go && go build -o "$WORK/amtd" ./cmd/amtd 2>"$WORK/build.log"; then
   echo "compat-rps: server: amtd serve" >&2
-  server_cmd() { "$WORK/amtd" serve --auth=none --data "$1" --http "$2"; }
+  server_cmd() { exec "$WORK/amtd" serve --auth=none --data "$1" --http "$2"; }
 else
   [ -s "$WORK/build.log" ] && echo "compat-rps: amtd does not build yet; using the API compat server" >&2
   go build -o "$WORK/compatserver" ./internal/api/apitest/compatserver
-  server_cmd() { "$WORK/compatserver" --auth=none --data "$1" --http "$2"; }
+  server_cmd() { exec "$WORK/compatserver" --auth=none --data "$1" --http "$2"; }
 fi
 
 free_port() {
