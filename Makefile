@@ -25,8 +25,8 @@ vet:
 unit:
 	$(GO) test -race -timeout 60m $(PKGS)
 
-compat: build
-	scripts/compat.sh
+compat:
+	scripts/compat-rps.sh
 
 test: tools fmt-check vet unit compat
 
