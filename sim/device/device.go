@@ -481,9 +481,9 @@ func (d *Device) sleep(ctx, hostCtx context.Context, dur time.Duration) bool {
 // HangLimit passes.
 func (d *Device) hang(ctx, hostCtx context.Context, conn net.Conn) {
 	closed := make(chan struct{})
+	_ = conn.SetReadDeadline(time.Time{})
 	go func() {
 		defer close(closed)
-		_ = conn.SetReadDeadline(time.Time{})
 		_, _ = io.Copy(io.Discard, conn)
 	}()
 	var limit <-chan time.Time
