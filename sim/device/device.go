@@ -304,12 +304,10 @@ func (d *Device) tlsConfig() (*tls.Config, error) {
 	if major(d.fw) < 12 {
 		cfg.MinVersion = tls.VersionTLS10
 	}
-	if alg, hash, ok := d.fw.SetupClientHash(); ok {
+	if _, _, ok := d.fw.SetupClientHash(); ok {
 		// AMT 19+ TLS host-based setup: the provisioning client proves itself
 		// with its certificate; checked after the handshake.
 		cfg.ClientAuth = tls.RequestClientCert
-		_ = alg
-		_ = hash
 	} else if st.Cert != nil && s.Enabled && s.MutualAuthentication {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 		cfg.ClientCAs = st.Roots
@@ -428,7 +426,7 @@ func (d *Device) serveConn(hostCtx context.Context, conn net.Conn, secure bool) 
 		return
 	}
 	realm := d.fw.Realm()
-	res := d.digest.Verify(req.Method, req.RequestURI, req.Header.Get("Authorization"), realm, func(user string) (digest.Credential, bool) {
+	res := d.digest.Verify(req.Method, req.URL.RequestURI(), req.Header.Get("Authorization"), realm, func(user string) (digest.Credential, bool) {
 		if setup && user == "admin" {
 			return digest.Credential{AnyPassword: true}, true
 		}

@@ -384,3 +384,31 @@ func TestUpgradeClientToAdmin(t *testing.T) {
 
 var _ = wsman.Messages{}
 var _ = firmware.ModeACM
+
+func TestOlderFirmwareVersion(t *testing.T) {
+	d := startDevice(t, devOpts{fw: firmware.Config{Version: "11.8.50", Build: "3425", SKU: "16392"}})
+	raw := rawExchange(t, d.Addr(), "POST /wsman HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+	if !strings.Contains(raw, "Server: Intel(R) Active Management Technology 11.8.50.3425\r\n") {
+		t.Fatalf("Server header: %q", raw)
+	}
+	m := lsaClient(d)
+	sw, err := m.CIM.SoftwareIdentity.Enumerate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := m.CIM.SoftwareIdentity.Pull(sw.Body.EnumerateResponse.EnumerationContext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, i := range items.Body.PullResponse.SoftwareIdentityItems {
+		got[i.InstanceID] = i.VersionString
+	}
+	if got["AMT"] != "11.8.50" || got["Build Number"] != "3425" {
+		t.Fatalf("software identity %v", got)
+	}
+	if d.Firmware().WatchdogFlags()&0x40 != 0 {
+		t.Fatal("AMT 11 reported as TLS-enforced")
+	}
+	activateCCM(t, d)
+}

@@ -2,6 +2,7 @@ package firmware
 
 import (
 	"crypto/md5"
+	"crypto/rsa"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/amtd-project/amtd/internal/amthashes"
+	"github.com/amtd-project/amtd/internal/testutil/testpki"
 	"github.com/amtd-project/amtd/sim/hostif"
 )
 
@@ -178,8 +180,12 @@ func TestPersistenceAndStateRules(t *testing.T) {
 	}
 }
 
+func testKeys() func(int) (*rsa.PrivateKey, error) {
+	return func(bits int) (*rsa.PrivateKey, error) { return testpki.Key(bits, 50), nil }
+}
+
 func TestStartStopConfiguration(t *testing.T) {
-	f, err := Open(Config{})
+	f, err := Open(Config{GenerateKey: testKeys()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +213,7 @@ func TestStartStopConfiguration(t *testing.T) {
 	if rv := f.CommitChanges(); rv != PTSuccess || f.ControlMode() != ModeACM || f.ProvisioningState() != StatePost {
 		t.Fatalf("commit: %d mode %d", rv, f.ControlMode())
 	}
-	g, _ := Open(Config{})
+	g, _ := Open(Config{GenerateKey: testKeys()})
 	g.StartConfigurationHBased(3, make([]byte, 48))
 	if st := g.StopConfiguration(); st != hostif.StatusSuccess || g.ProvisioningState() != StatePre {
 		t.Fatal("stop configuration")
