@@ -67,13 +67,14 @@ type conn struct {
 	lastSeen    atomic.Int64
 
 	// reader goroutine only
-	readArmed  int64 // read deadline currently set (unix ns)
-	kaDue      int64 // when to send KEEPALIVE_OPTIONS_REQUEST; 0 if not pending
-	idle       time.Duration
-	state      connState
-	noneTries  uint8
-	kaSent     bool
-	registered bool
+	authDeadline int64 // unix ns
+	readArmed    int64 // read deadline currently set (unix ns)
+	kaDue        int64 // when to send KEEPALIVE_OPTIONS_REQUEST; 0 if not pending
+	idle         time.Duration
+	state        connState
+	noneTries    uint8
+	kaSent       bool
+	registered   bool
 
 	wmu    sync.Mutex
 	wArmed int64 // write deadline currently set (unix ns)
@@ -145,15 +146,26 @@ var (
 
 // ---- the goroutine ----
 
+// serve runs the connection to its end. The goroutine's stack while it
+// waits for a message is most of an idle connection's cost, so the waiting
+// path (serve → loop → Reader.Next → tls.Conn.Read …) is kept shallow and
+// the rarer work happens in functions that are not inlined into it: the
+// runtime then shrinks the stack to 4 KiB.
 func (c *conn) serve() {
-	err := c.run()
+	err := c.start()
+	if err == nil {
+		err = c.loop()
+	}
 	c.teardown(err)
 }
 
-func (c *conn) run() error {
-	authDeadline := c.acceptedAt + int64(c.srv.cfg.AuthTimeout)
-	c.raw.SetDeadline(time.Unix(0, authDeadline))
-	c.readArmed = authDeadline
+// start runs the TLS handshake and answers the debug probe.
+//
+//go:noinline
+func (c *conn) start() error {
+	c.authDeadline = c.acceptedAt + int64(c.srv.cfg.AuthTimeout)
+	c.raw.SetDeadline(time.Unix(0, c.authDeadline))
+	c.readArmed = c.authDeadline
 	if err := c.tc.Handshake(); err != nil {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
@@ -165,24 +177,76 @@ func (c *conn) run() error {
 		c.probe()
 		return errProbe
 	}
+	return nil
+}
+
+func (c *conn) loop() error {
 	for {
-		b, err := c.rd.Next()
+		b, err := c.next()
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if err := c.deadlineReached(authDeadline); err != nil {
-					return err
-				}
-				continue
+			if err = c.readFailed(err); err != nil {
+				return err
 			}
-			return c.readError(err)
+			continue
 		}
-		now := time.Now().UnixNano()
-		c.lastSeen.Store(now)
-		if err := c.handle(b, now); err != nil {
+		if err := c.received(b); err != nil {
 			return err
 		}
-		c.armRead(now)
 	}
+}
+
+// past is a deadline that has already expired.
+var past = time.Unix(1, 0)
+
+// next returns the next message. A connection with no open channel, which
+// is how thousands of devices spend their days, does not wait for it inside
+// tls.Conn.Read: it first takes what TLS has already buffered (a read with
+// an expired deadline returns at once and never touches the socket), then
+// waits for the socket to become readable on a shallow stack, then reads.
+func (c *conn) next() ([]byte, error) {
+	if c.state < stAuthenticated || c.hasChannels() {
+		return c.rd.Next()
+	}
+	c.raw.SetReadDeadline(past)
+	b, err := c.rd.Next()
+	c.raw.SetReadDeadline(time.Unix(0, c.readArmed))
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return b, err
+	}
+	if ok, err := waitReadable(c.raw); ok && err != nil {
+		return nil, err
+	}
+	return c.rd.Next()
+}
+
+func (c *conn) hasChannels() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.chans) > 0
+}
+
+// received handles one message.
+//
+//go:noinline
+func (c *conn) received(b []byte) error {
+	now := time.Now().UnixNano()
+	c.lastSeen.Store(now)
+	if err := c.handle(b, now); err != nil {
+		return err
+	}
+	c.armRead(now)
+	return nil
+}
+
+// readFailed handles an error from the frame reader: a deadline may mean
+// work to do rather than the end.
+//
+//go:noinline
+func (c *conn) readFailed(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return c.deadlineReached()
+	}
+	return c.readError(err)
 }
 
 // readError classifies an error from the frame reader.
@@ -224,10 +288,10 @@ func (c *conn) armRead(now int64) {
 
 // deadlineReached handles the read deadline: authentication timeout, idle
 // timeout, or time to send the keepalive options.
-func (c *conn) deadlineReached(authDeadline int64) error {
+func (c *conn) deadlineReached() error {
 	now := time.Now().UnixNano()
 	if c.state < stAuthenticated {
-		if now >= authDeadline {
+		if now >= c.authDeadline {
 			return errAuthTimeout
 		}
 		return nil
@@ -307,7 +371,7 @@ func (c *conn) protocolVersion(m *apf.ProtocolVersion) error {
 	c.uuid = m.UUID
 	c.trigger = m.TriggerReason
 	c.state = stVersion
-	ctx, cancel := context.WithDeadline(c.ctx, time.Unix(0, c.acceptedAt+int64(c.srv.cfg.AuthTimeout)))
+	ctx, cancel := context.WithDeadline(c.ctx, time.Unix(0, c.authDeadline))
 	da, err := c.srv.cfg.Authenticator.LookupDevice(ctx, m.UUID.String())
 	cancel()
 	switch {

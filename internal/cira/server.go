@@ -115,7 +115,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 
-	var wg sync.WaitGroup
 	var retErr error
 	var delay time.Duration
 	for {
@@ -143,16 +142,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		delay = 0
 		c := s.newConn(ctx, raw)
 		g.add(c)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer g.remove(c)
-			c.serve()
-		}()
+		go g.serve(c)
 	}
 	ln.Close()
 	g.closeAll()
-	wg.Wait()
+	g.wg.Wait()
 	return retErr
 }
 
@@ -166,19 +160,28 @@ func isTemporaryAccept(err error) bool {
 // connGroup tracks the connections accepted by one Serve call, so that
 // shutdown can close them, authenticated or not.
 type connGroup struct {
+	wg     sync.WaitGroup
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
 	closed bool
 }
 
 func (g *connGroup) add(c *conn) {
+	g.wg.Add(1)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
 		c.kick()
-		return
 	}
 	g.conns[c] = struct{}{}
+}
+
+// serve is the connection's goroutine (no defers: a small frame at the
+// bottom of a stack that idles for days).
+func (g *connGroup) serve(c *conn) {
+	c.serve()
+	g.remove(c)
+	g.wg.Done()
 }
 
 func (g *connGroup) remove(c *conn) {

@@ -383,3 +383,35 @@ func isTimeoutErr(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// Messages arriving together in one TLS record, or a message split across
+// records with pauses, are handled on an idle connection (which waits for
+// the socket outside tls.Conn.Read).
+func TestIdleConnectionFraming(t *testing.T) {
+	ts, table := startServer(t, nil)
+	dev := addDevice(t, table)
+	d := connectDevice(t, ts.addr, dev.uuid, dev.user, dev.pw, deviceOptions{})
+	ts.nextEvent(t, 5*time.Second)
+
+	joined := enc(&apf.KeepaliveRequest{Cookie: 1}, &apf.KeepaliveRequest{Cookie: 2},
+		&apf.GlobalRequest{Name: "nothing", WantReply: true}, &apf.KeepaliveRequest{Cookie: 3})
+	must(t, d.sendRaw(joined))
+	for _, c := range []uint32{1, 2} {
+		if m := d.expect(apf.MsgKeepaliveReply, 5*time.Second).(*apf.KeepaliveReply); m.Cookie != c {
+			t.Fatalf("cookie %d, want %d", m.Cookie, c)
+		}
+	}
+	d.expect(apf.MsgRequestFailure, 5*time.Second)
+	if m := d.expect(apf.MsgKeepaliveReply, 5*time.Second).(*apf.KeepaliveReply); m.Cookie != 3 {
+		t.Fatalf("cookie %d", m.Cookie)
+	}
+
+	split := enc(&apf.KeepaliveRequest{Cookie: 4})
+	for i := range split {
+		must(t, d.sendRaw(split[i:i+1]))
+		time.Sleep(20 * time.Millisecond) // let the server go back to waiting between records
+	}
+	if m := d.expect(apf.MsgKeepaliveReply, 5*time.Second).(*apf.KeepaliveReply); m.Cookie != 4 {
+		t.Fatalf("cookie %d", m.Cookie)
+	}
+}
