@@ -371,17 +371,24 @@ func (d *Device) setupSession(cs tls.ConnectionState) bool {
 
 // ---- HTTP, the way AMT does it ----
 
-func (d *Device) serveConn(hostCtx context.Context, conn net.Conn, secure bool) {
+// acquire counts a connection for Close, unless the device is stopping.
+func (d *Device) acquire() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ctx == nil || d.ctx.Err() != nil {
+		return false
+	}
 	d.conns.Add(1)
+	return true
+}
+
+// serveConn answers one connection; the caller has acquired it.
+func (d *Device) serveConn(hostCtx context.Context, conn net.Conn, secure bool) {
 	defer d.conns.Done()
 	defer conn.Close()
 	d.mu.Lock()
 	ctx := d.ctx
 	d.mu.Unlock()
-	if ctx == nil || ctx.Err() != nil {
-		abort(conn)
-		return
-	}
 	log := d.log.With("remote", conn.RemoteAddr().String())
 	_ = conn.SetDeadline(time.Now().Add(d.cfg.ReadTimeout))
 	setup := false

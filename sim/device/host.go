@@ -98,8 +98,11 @@ func (h *Host) accept(ln net.Listener) {
 			h.wg.Add(1)
 		}
 		h.mu.Unlock()
-		if !ok {
+		if !ok || !r.d.acquire() {
 			// no device (or its port is closed): like a refused connection
+			if ok {
+				h.wg.Done()
+			}
 			abort(conn)
 			continue
 		}
