@@ -37,7 +37,9 @@ var (
 )
 
 func ciraChain() *testpki.Chain {
-	pkiOnce.Do(func() { pkiChain = testpki.NewChain(testpki.ChainOptions{LeafCN: "cira.test", RootCN: "amtd test CIRA root"}) })
+	pkiOnce.Do(func() {
+		pkiChain = testpki.NewChain(testpki.ChainOptions{LeafCN: "cira.test", RootCN: "amtd test CIRA root"})
+	})
 	return pkiChain
 }
 
@@ -126,7 +128,9 @@ func (s *CIRAServer) expect(m map[string][]chan cira.ConnInfo, uuid string) chan
 
 // ExpectDisconnect returns a channel that receives the next Disconnected
 // event of uuid.
-func (s *CIRAServer) ExpectDisconnect(uuid string) <-chan cira.ConnInfo { return s.expect(s.gone, uuid) }
+func (s *CIRAServer) ExpectDisconnect(uuid string) <-chan cira.ConnInfo {
+	return s.expect(s.gone, uuid)
+}
 
 // Connect makes sim call home to this server (as the device would after
 // CIRA configuration) and returns once the server has registered the
