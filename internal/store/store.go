@@ -22,6 +22,13 @@ var (
 
 // RefError details ErrInUse and ErrMissingReference: which kind of object refers
 // or is referred to, and its name.
+//
+// For ErrInUse, Kind and Name are the referring object (e.g. Kind "profile",
+// Name the first such profile by name). For ErrMissingReference, they are the
+// missing object as the caller named it (e.g. Kind "wireless"); when several
+// wifi or proxy links are missing, Name lists them comma-separated, in the
+// order given. Kind and Name may be empty when the database itself caught a
+// reference that appeared or vanished concurrently.
 type RefError struct {
 	Err  error  // ErrInUse or ErrMissingReference
 	Kind string // "profile", "wireless", "ciraconfig", "ieee8021x", "proxy", "domain"
@@ -49,6 +56,11 @@ type DeviceFilter struct {
 
 // Store is amtd's repository. Implementations are safe for concurrent use.
 // Lookups by name are case-insensitive and scoped to the tenant.
+//
+// Lists are never nil (an empty page is an empty slice), and neither are the
+// slice fields of returned objects (Tags, LinkPolicy, WifiConfigs, …). A Page
+// with Top 0 returns nothing. References (CIRAConfigName, wifi links, …) come
+// back with the referenced object's stored name.
 //
 // Create sets Version to 1. Update stores the object if its Version equals the
 // stored one (else ErrConflict) and sets Version to the new stored version.
@@ -105,8 +117,11 @@ type Store interface {
 	ListDevices(ctx context.Context, tenant string, f DeviceFilter, p Page) ([]Device, error)
 	CountDevices(ctx context.Context, tenant string, f DeviceFilter) (int, error)
 	GetDevice(ctx context.Context, guid string) (*Device, error) // any tenant; callers check TenantID
+	// PutDevice inserts d or replaces the whole stored record (callers merge),
+	// and sets d.GUID (lower-cased), CreatedAt and UpdatedAt. ErrDuplicate
+	// when the GUID is stored under another tenant.
 	PutDevice(ctx context.Context, d *Device) (created bool, err error)
-	DeleteDevice(ctx context.Context, guid string) error
+	DeleteDevice(ctx context.Context, guid string) error // keeps the device's provisioning events
 	DeviceTags(ctx context.Context, tenant string) ([]string, error)
 
 	// Provisioning log.
