@@ -18,7 +18,10 @@ import (
 	"github.com/amtd-project/amtd/internal/api"
 	"github.com/amtd-project/amtd/internal/api/rps"
 	"github.com/amtd-project/amtd/internal/buildinfo"
+	"github.com/amtd-project/amtd/internal/ca"
 	"github.com/amtd-project/amtd/internal/cli"
+	"github.com/amtd-project/amtd/internal/provision"
+	"github.com/amtd-project/amtd/internal/rpcproto"
 	"github.com/amtd-project/amtd/internal/secrets"
 	"github.com/amtd-project/amtd/internal/secrets/local"
 	"github.com/amtd-project/amtd/internal/store"
@@ -49,6 +52,13 @@ type serveConfig struct {
 	LogLevel        string
 	LogFormat       string
 	ShutdownTimeout time.Duration
+
+	// Activation (rpc-go WebSocket).
+	ActivationDelay   time.Duration
+	WSMANRoundTimeout time.Duration
+	WSMANAttempts     int
+	SessionTimeout    time.Duration
+	PreventOrphans    bool
 }
 
 func serveFlags(c *serveConfig) *cli.FlagSet {
@@ -73,6 +83,11 @@ func serveFlags(c *serveConfig) *cli.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may finish after SIGINT/SIGTERM")
+	fs.DurationVar(&c.ActivationDelay, "activation-delay", 12*time.Second, "wait after Setup/AdminSetup before using the new credentials (firmware settling, RPS delay_timer)")
+	fs.DurationVar(&c.WSMANRoundTimeout, "wsman-round-timeout", 12*time.Second, "timeout of one WS-MAN round trip relayed through rpc-go before it is resent")
+	fs.IntVar(&c.WSMANAttempts, "wsman-attempts", 3, "attempts per relayed WS-MAN call (never for AdminSetup/UpgradeClientToAdmin)")
+	fs.DurationVar(&c.SessionTimeout, "session-timeout", 10*time.Minute, "cap on one activation/deactivation/maintenance session")
+	fs.BoolVar(&c.PreventOrphans, "prevent-orphaned-devices", false, "refuse to activate a pre-provisioning device that already has a device record (RPS prevent_orphaned_devices)")
 	return fs
 }
 
@@ -118,11 +133,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // server is a running `amtd serve`.
 type server struct {
-	log   *slog.Logger
-	store store.Store
-	http  *http.Server
-	addr  net.Addr
-	done  chan error
+	log     *slog.Logger
+	store   store.Store
+	secrets secrets.Store
+	http    *http.Server
+	rpc     *rpcproto.Server
+	addr    net.Addr
+	done    chan error
 	// started counts HTTP requests whose reading has begun.
 	started atomic.Int64
 }
@@ -173,6 +190,29 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 	}
 	rps.Register(apiSrv, rps.Options{})
 
+	authority, err := ca.LoadOrCreate(ctx, sec, "system/ca", "amtd CA")
+	if err != nil {
+		return nil, fmt.Errorf("amtd CA: %w", err)
+	}
+	timing := provision.DefaultTiming()
+	timing.ActivationDelay = c.ActivationDelay
+	engine, err := provision.New(provision.Config{
+		Store: st, Secrets: sec, CA: authority, CIRARootDER: authority.RootDER(),
+		PreventOrphanedDevices: c.PreventOrphans, Timing: &timing, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rpcSrv := rpcproto.NewServer(rpcproto.Config{
+		AppVersion: buildinfo.Version, RoundTimeout: c.WSMANRoundTimeout, MaxAttempts: c.WSMANAttempts,
+		SessionTimeout: c.SessionTimeout, Logger: log,
+	}, engine)
+	// rpc-go sends the command in its first message; every path accepts any
+	// command, as RPS does. No API token: rpc-go cannot send one.
+	for _, p := range []string{"/activate", "/deactivate", "/maintenance"} {
+		apiSrv.Handle(http.MethodGet, p, rpcSrv, api.Public(), api.NoPrefix())
+	}
+
 	var tlsConf *tls.Config
 	if c.TLSCert != "" || c.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
@@ -188,7 +228,7 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
-	s := &server{log: log, store: st, addr: ln.Addr(), done: make(chan error, 1),
+	s := &server{log: log, store: st, secrets: sec, rpc: rpcSrv, addr: ln.Addr(), done: make(chan error, 1),
 		http: &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}}
 	s.http.ConnState = func(_ net.Conn, cs http.ConnState) {
@@ -204,6 +244,11 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 
 func (s *server) shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
+	// Activation sessions run on hijacked connections, which http.Server
+	// does not wait for: end them (the client is told why) and wait.
+	if e := s.rpc.Shutdown(ctx); e != nil && err == nil {
+		err = e
+	}
 	if e := <-s.done; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
 		err = e
 	}
