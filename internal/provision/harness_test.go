@@ -76,11 +76,24 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	w := &world{t: t, dir: t.TempDir(), master: make([]byte, 32)}
+	w := &world{t: t, dir: dataDir(t), master: make([]byte, 32)}
 	_, _ = rand.Read(w.master)
 	w.open()
 	t.Cleanup(func() { w.st.Close() })
 	return w
+}
+
+// dataDir is amtd's data folder for a test: in memory-backed /dev/shm when
+// available (SQLite's fsyncs are what a test waits for otherwise; the
+// crash tests kill the process, not the machine), else t.TempDir().
+func dataDir(t *testing.T) string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		if dir, err := os.MkdirTemp("/dev/shm", "amtd-provision-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			return dir
+		}
+	}
+	return t.TempDir()
 }
 
 // keys hands out cached RSA keys (distinct slots per use).
@@ -112,6 +125,15 @@ func (w *world) open() {
 		w.t.Fatal(err)
 	}
 	w.sec = sec
+	// The CAs are created once per test binary and copied into each
+	// world's secret store (signing with 3072-bit roots is slow).
+	for key, entry := range caEntries() {
+		if _, err := sec.Get(ctx, key); errors.Is(err, secrets.ErrNotFound) {
+			if err := sec.Put(ctx, key, entry); err != nil {
+				w.t.Fatal(err)
+			}
+		}
+	}
 	opts := ca.Options{GenerateKey: cachedKey}
 	if w.ca, err = ca.LoadOrCreateWith(ctx, sec, "amtd/ca", "amtd test CA", opts); err != nil {
 		w.t.Fatal(err)
@@ -128,6 +150,59 @@ func (w *world) open() {
 		w.t.Fatal(err)
 	}
 }
+
+// reopenWithGate restarts amtd with its durable state behind g.
+func (w *world) reopenWithGate(g *gate) {
+	w.t.Helper()
+	w.st.Close()
+	w.gate = g
+	w.open()
+}
+
+// memSecrets is an in-memory secrets.Store (only for the CA template).
+type memSecrets struct {
+	mu sync.Mutex
+	m  map[string]map[string]string
+}
+
+func (s *memSecrets) Name() string { return "MEMORY" }
+func (s *memSecrets) Get(_ context.Context, key string) (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	if !ok {
+		return nil, secrets.ErrNotFound
+	}
+	return v, nil
+}
+func (s *memSecrets) Put(_ context.Context, key string, data map[string]string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]map[string]string{}
+	}
+	s.m[key] = data
+	return nil
+}
+func (s *memSecrets) Delete(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
+	return nil
+}
+func (s *memSecrets) Health(context.Context) (map[string]any, error) { return map[string]any{}, nil }
+
+var caEntries = sync.OnceValue(func() map[string]map[string]string {
+	mem := &memSecrets{}
+	opts := ca.Options{GenerateKey: cachedKey}
+	if _, err := ca.LoadOrCreateWith(context.Background(), mem, "amtd/ca", "amtd test CA", opts); err != nil {
+		panic(err)
+	}
+	if _, err := ca.LoadOrCreateWith(context.Background(), mem, "amtd/cira-ca", "amtd CIRA CA", opts); err != nil {
+		panic(err)
+	}
+	return mem.m
+})
 
 // restart closes the store and opens a new one, secret store and engine on
 // the same files (the gate, if any, is removed: the new process runs).
@@ -220,7 +295,7 @@ type devOpts struct {
 
 func (w *world) newDevice(o devOpts) *simDevice {
 	w.t.Helper()
-	cfg := firmware.Config{Path: filepath.Join(w.t.TempDir(), "fw.json"), DNSSuffix: suffix, PKIDNSSuffix: suffix,
+	cfg := firmware.Config{Path: filepath.Join(dataDir(w.t), "fw.json"), DNSSuffix: suffix, PKIDNSSuffix: suffix,
 		Hostname: testHost, GenerateKey: cachedKey, Version: o.version, NoWireless: o.noWifi}
 	if o.trust != nil {
 		cfg.TrustHashes = []string{sha256hex(o.trust.Root.Raw)}
@@ -318,10 +393,11 @@ func (d *simDevice) payload(password string) *rpcproto.Payload {
 // directConn reaches the device over plain HTTP; hook runs before each
 // request (fault/crash injection).
 type directConn struct {
-	rt    http.RoundTripper
-	n     atomic.Int64
-	hook  func(n int, req *http.Request) error
-	after func(n int)
+	rt   http.RoundTripper
+	n    atomic.Int64
+	hook func(n int, req *http.Request) error
+	// post may replace the device's answer to request n.
+	post func(n int, resp *http.Response, err error) (*http.Response, error)
 }
 
 func (c *directConn) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -332,8 +408,8 @@ func (c *directConn) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	resp, err := c.rt.RoundTrip(req)
-	if c.after != nil {
-		c.after(n)
+	if c.post != nil {
+		return c.post(n, resp, err)
 	}
 	return resp, err
 }
