@@ -14,7 +14,7 @@ import (
 // 93 bytes), so an idle connection's Reader holds no other memory; larger
 // frames borrow a pooled buffer that goes back to the pool as soon as the
 // next frame is requested.
-const smallBuf = 128
+const smallBuf = 96
 
 // Reader splits an APF byte stream into whole messages.
 //
@@ -121,7 +121,7 @@ func (r *Reader) ReadMessage() (Message, error) {
 }
 
 // Peek returns the first n bytes of the next message without consuming
-// them, reading them if necessary (n at most 128). It may read past the end
+// them, reading them if necessary (n at most 96). It may read past the end
 // of a message shorter than n; the extra bytes are kept for the following
 // messages.
 func (r *Reader) Peek(n int) ([]byte, error) {

@@ -273,7 +273,7 @@ func TestReaderPeekThenNext(t *testing.T) {
 		t.Fatalf("ReadMessage = %#v, %v", m, err)
 	}
 	if _, err := r.Peek(200); err == nil {
-		t.Fatal("Peek over 128 accepted")
+		t.Fatal("Peek over 96 accepted")
 	}
 }
 

@@ -62,7 +62,6 @@ type conn struct {
 	tenant      string
 	auth        *DeviceAuth // only between PROTOCOLVERSION and USERAUTH
 	trigger     uint32
-	acceptedAt  int64 // unix ns
 	connectedAt int64 // unix ns, at USERAUTH_SUCCESS
 	lastSeen    atomic.Int64
 
@@ -88,19 +87,21 @@ type conn struct {
 	closing    bool
 	superseded bool
 	sem        chan struct{} // WS-MAN slots, created on first use
-	done       chan struct{} // closed when the goroutine has finished
+	done       chan struct{} // closed when the goroutine has finished; created on demand
+	finished   bool
 }
 
 func (s *Server) newConn(ctx context.Context, raw net.Conn) *conn {
 	c := &conn{
-		srv:        s,
-		ctx:        ctx,
-		raw:        raw,
-		tc:         tls.Server(raw, s.tlsCfg),
-		id:         s.ids.Add(1),
-		acceptedAt: time.Now().UnixNano(),
-		idle:       s.cfg.IdleTimeout,
-		done:       make(chan struct{}),
+		srv: s,
+		ctx: ctx,
+		raw: raw,
+		tc:  tls.Server(raw, s.tlsCfg),
+		id:  s.ids.Add(1),
+		// The handshake and the APF exchange up to USERAUTH_SUCCESS must
+		// fit in AuthTimeout from accept.
+		authDeadline: time.Now().Add(s.cfg.AuthTimeout).UnixNano(),
+		idle:         s.cfg.IdleTimeout,
 	}
 	c.rd.Reset(c.tc, s.limits)
 	c.rd.CheckChannelData = c.checkData
@@ -163,7 +164,6 @@ func (c *conn) serve() {
 //
 //go:noinline
 func (c *conn) start() error {
-	c.authDeadline = c.acceptedAt + int64(c.srv.cfg.AuthTimeout)
 	c.raw.SetDeadline(time.Unix(0, c.authDeadline))
 	c.readArmed = c.authDeadline
 	if err := c.tc.Handshake(); err != nil {
@@ -202,7 +202,8 @@ var past = time.Unix(1, 0)
 // is how thousands of devices spend their days, does not wait for it inside
 // tls.Conn.Read: it first takes what TLS has already buffered (a read with
 // an expired deadline returns at once and never touches the socket), then
-// waits for the socket to become readable on a shallow stack, then reads.
+// releases TLS's empty input buffer (tlsbuf.go) and waits for the socket to
+// become readable on a shallow stack, then reads.
 func (c *conn) next() ([]byte, error) {
 	if c.state < stAuthenticated || c.hasChannels() {
 		return c.rd.Next()
@@ -213,6 +214,8 @@ func (c *conn) next() ([]byte, error) {
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return b, err
 	}
+	// Nothing is buffered: TLS's input buffer can go while we wait.
+	releaseTLSInput(c.tc)
 	if ok, err := waitReadable(c.raw); ok && err != nil {
 		return nil, err
 	}
@@ -457,7 +460,7 @@ func (c *conn) register() {
 		old.mu.Unlock()
 		old.kick()
 		select {
-		case <-old.done:
+		case <-old.doneCh():
 		case <-c.ctx.Done():
 		}
 	}
@@ -758,9 +761,23 @@ func (c *conn) acquireWSMAN(ctx context.Context) (release func(), err error) {
 		return func() { <-sem }, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	case <-c.done:
+	case <-c.doneCh():
 		return nil, ErrConnectionLost
 	}
+}
+
+// doneCh returns a channel closed when the connection's goroutine has
+// finished (made on demand: few connections are ever waited for).
+func (c *conn) doneCh() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.finished {
+			close(c.done)
+		}
+	}
+	return c.done
 }
 
 // ---- writing ----
@@ -852,7 +869,12 @@ func (c *conn) teardown(err error) {
 	default:
 		log.Debug("cira: connection ended before authentication", "state", c.state.String(), "reason", err.Error())
 	}
-	close(c.done)
+	c.mu.Lock()
+	c.finished = true
+	if c.done != nil {
+		close(c.done)
+	}
+	c.mu.Unlock()
 }
 
 func reasonText(err error, superseded bool) string {

@@ -24,6 +24,6 @@
 // connection reads and dispatches every message; writes are made by
 // whichever goroutine has something to send, under a mutex; channels have no
 // goroutine. Timers are the socket's own deadlines. An idle connection holds
-// its TLS state, a 128-byte frame buffer and the goroutine's stack; see
+// its TLS state, a 96-byte frame buffer and the goroutine's stack; see
 // BenchmarkIdleConnections for the measured figure.
 package cira
