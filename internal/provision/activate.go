@@ -178,6 +178,24 @@ func (s *session) verifyActivated(ctx context.Context, mode int, password string
 		return false
 	}
 	h, err := s.e.getHBS(ctx, s.client)
+	if isUnauthorized(err) {
+		// The credentials of the call (the LSA) are no longer accepted:
+		// the device has likely been activated. Ask as admin.
+		if err := s.wait(ctx, s.e.timing.ActivationDelay); err != nil {
+			return false
+		}
+		h, err = s.e.getHBS(ctx, s.newClient("admin", password))
+		if err != nil {
+			s.j.Fail(ctx, "activate.verify", err)
+			return false
+		}
+		if int(h.CurrentControlMode) != mode {
+			s.j.Info(ctx, "activate.verify", fmt.Sprintf("device control mode is %d", h.CurrentControlMode))
+			return false
+		}
+		s.j.OK(ctx, "activate.verify", fmt.Sprintf("device is in control mode %d with the new password", mode))
+		return true
+	}
 	if err != nil {
 		s.j.Fail(ctx, "activate.verify", err)
 		return false

@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"log/slog"
 	"strings"
 	"time"
 
-	"github.com/amtd-project/amtd/internal/amt"
 	"github.com/amtd-project/amtd/internal/store"
 )
 
@@ -96,20 +94,19 @@ func errorText(err error) string {
 	if err == nil {
 		return ""
 	}
-	var fe *amt.FaultError
-	if errors.As(err, &fe) {
-		return fe.Error()
-	}
 	s := err.Error()
-	if i := strings.Index(s, "wsman.Client post received: "); i >= 0 {
-		rest := s[i+len("wsman.Client post received: "):]
+	const lib = "wsman.Client post received: "
+	if i := strings.Index(s, lib); i >= 0 {
+		rest := s[i+len(lib):]
 		if j := strings.IndexByte(rest, '\n'); j >= 0 {
-			rest = rest[:j]
+			rest = rest[:j] // the device's HTML page is dropped
 		}
 		if strings.HasPrefix(rest, "401") {
-			return "Unable to authenticate with AMT"
+			rest = "Unable to authenticate with AMT"
+		} else {
+			rest = "device answered HTTP " + rest
 		}
-		return "device answered HTTP " + rest
+		s = s[:i] + rest
 	}
 	s = strings.ReplaceAll(s, "\n", " ")
 	if len(s) > 300 {
