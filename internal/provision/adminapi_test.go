@@ -45,7 +45,7 @@ func TestActivationFromAdminAPIObjects(t *testing.T) {
 		}
 	}
 	post("/domains", map[string]any{"profileName": "dom1", "domainSuffix": suffix,
-		"provisioningCert": base64.StdEncoding.EncodeToString(chain.PFX("Pfx-P@ss1", false)),
+		"provisioningCert":              base64.StdEncoding.EncodeToString(chain.PFX("Pfx-P@ss1", false)),
 		"provisioningCertStorageFormat": "string", "provisioningCertPassword": "Pfx-P@ss1"})
 	post("/wirelessconfigs", map[string]any{"profileName": "office", "authenticationMethod": 6, "encryptionMethod": 4,
 		"ssid": "OfficeNet", "pskPassphrase": "office-passphrase", "linkPolicy": []int{14, 16}})
