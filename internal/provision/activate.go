@@ -52,13 +52,15 @@ func (s *session) runActivation(ctx context.Context, pl *plan) rpcproto.Outcome 
 	}
 	s.res.Components.Activation = rpcproto.ComponentResult{Result: Failure, Mode: mode}
 
-	// Tenant check for activated devices (activation.md §6.1).
-	if p.CurrentMode != 0 {
-		if d, err := s.e.cfg.Store.GetDevice(ctx, s.guid); err == nil && d != nil && d.TenantID != s.tenant {
-			s.j.FailText(ctx, "activate.tenant", "the device record belongs to another tenant")
-			return s.fail(errStatus("Device belongs to another tenant. Please unprovision and re-activate device."))
-		}
+	// Tenant check (activation.md §6.1). RPS checks activated devices only;
+	// amtd also refuses a pre-provisioning device another tenant still
+	// has a record of, before touching it (the record could not be written
+	// after activation).
+	if d, err := s.e.cfg.Store.GetDevice(ctx, s.guid); err == nil && d != nil && d.TenantID != s.tenant {
+		s.j.FailText(ctx, "activate.tenant", "the device record belongs to another tenant")
+		return s.fail(errStatus("Device belongs to another tenant. Please unprovision and re-activate device."))
 	}
+	s.conn.Progress("Starting provisioning")
 
 	if err := s.e.setMarker(ctx, s.guid, marker{Tenant: s.tenant, Profile: prof.Name, Session: s.j.Session, Started: s.e.now().UTC()}); err != nil {
 		s.j.Fail(ctx, "credentials.marker", err)

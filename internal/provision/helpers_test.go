@@ -200,3 +200,35 @@ func TestErrorText(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// Fuzz targets for what the engine parses from the network: the device's
+// public key (AMT_PublicPrivateKeyPair.DERKey) and the first message's
+// version and DNS suffix.
+
+func FuzzParseDeviceKey(f *testing.F) {
+	pub := testpki.Key(2048, testpki.SlotOther).Public().(*rsa.PublicKey)
+	f.Add(base64.StdEncoding.EncodeToString(x509.MarshalPKCS1PublicKey(pub)))
+	f.Add("")
+	f.Add("MAA=")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := parseDeviceKey(s)
+		if err == nil && k == nil {
+			t.Fatal("nil key without error")
+		}
+	})
+}
+
+func FuzzPayloadVersionAndSuffix(f *testing.F) {
+	f.Add("16.1.25", "2050", "a.b.corp.com")
+	f.Add("11.6", "2999", "")
+	f.Add("7", "x", ".")
+	f.Fuzz(func(t *testing.T, ver, build, suffix string) {
+		_ = checkAMTVersion(&rpcproto.Payload{Ver: ver, Build: build, UUID: "u"}, "activation")
+		c := suffixCandidates(suffix)
+		for i, s := range c {
+			if s == "" || (i > 0 && len(s) >= len(c[i-1])) {
+				t.Fatalf("candidates %q", c)
+			}
+		}
+	})
+}

@@ -150,14 +150,3 @@ func (t *Target) deviceName() string {
 	}
 	return t.GUID
 }
-
-// fqdn is hostname.suffix when both are known.
-func (t *Target) fqdn() string {
-	if t.Hostname == "" {
-		return ""
-	}
-	if t.DNSSuffix == "" || strings.Contains(t.Hostname, ".") {
-		return t.Hostname
-	}
-	return t.Hostname + "." + t.DNSSuffix
-}

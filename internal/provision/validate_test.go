@@ -73,6 +73,7 @@ func TestValidationMessages(t *testing.T) {
 		{"unknown mode", act("ccm"), func(p *rpcproto.Payload) { p.CurrentMode = 5 }, "Device " + vUUID + " activation failed. It is in unknown mode.", false},
 		{"wrong password, activated", act("ccm"), func(p *rpcproto.Payload) { p.CurrentMode, p.Password = 1, "Wrong-P@ss1" }, "AMT password DOES NOT match stored version for Device " + vUUID, false},
 		{"another tenant's device", act("ccm"), func(p *rpcproto.Payload) { p.UUID, p.CurrentMode, p.Password = other, 1, "Any-P@ss1" }, "Device belongs to another tenant. Please unprovision and re-activate device.", true},
+		{"another tenant's record, pre-provisioning", act("ccm"), func(p *rpcproto.Payload) { p.UUID = other }, "Device belongs to another tenant. Please unprovision and re-activate device.", true},
 		{"deactivate pre-provisioning", deact("Stored-P@ss1", false), nil, "Device " + vUUID + " is in pre-provisioning mode.", false},
 		{"deactivate unknown mode", deact("Stored-P@ss1", false), func(p *rpcproto.Payload) { p.CurrentMode = 3 }, "Device " + vUUID + " deactivation failed. It is in unknown mode: 3.", false},
 		{"deactivate wrong password", deact("Wrong-P@ss1", false), func(p *rpcproto.Payload) { p.CurrentMode = 1 }, "AMT password DOES NOT match stored version for Device " + vUUID, false},
