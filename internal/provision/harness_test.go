@@ -1,6 +1,7 @@
 package provision_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -9,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -481,7 +483,9 @@ func (s *server) run(t *testing.T, d *simDevice, cfg agent.Config) (agent.Result
 		cfg.URL = s.url + path
 	}
 	cfg.MEIPath = d.startMEI()
-	cfg.LMSAddr = d.dev.Addr()
+	if cfg.LMSAddr == "" {
+		cfg.LMSAddr = d.dev.Addr()
+	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = testHost
 	}
@@ -629,3 +633,5 @@ func (w *world) addCIRA(name, password string) *store.CIRAConfig {
 	}
 	return c
 }
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
