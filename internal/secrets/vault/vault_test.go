@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,9 +18,10 @@ import (
 	"github.com/amtd-project/amtd/internal/secrets"
 )
 
-// The backend is tested twice: against a protocol-level KV v2 stand-in
-// (always), and against a real Vault dev server when a binary is available
-// (see findVault and scripts/vault-dev.sh).
+// The backend is tested against a protocol-level KV v2 stand-in (always), and
+// against a real Vault (or OpenBao) dev server when a binary is available:
+// AMTD_VAULT_BIN, or vault / bao in PATH. No such binary can be obtained on the
+// project's machines (see TestRealVault), so there the real-server run skips.
 
 func TestStandIn(t *testing.T) {
 	srv := newStandIn(t, "test-token", "secret")
@@ -31,7 +31,10 @@ func TestStandIn(t *testing.T) {
 func TestRealVault(t *testing.T) {
 	bin := findVault()
 	if bin == "" {
-		msg := "no Vault server binary: set AMTD_VAULT_BIN, put vault (or bao) in PATH, or run scripts/vault-dev.sh build"
+		// Vault's module does not build from the Go module proxy (its replace
+		// directives and in-tree sdk match no published sdk version), OpenBao
+		// is not on the proxy, and release binaries cannot be downloaded here.
+		msg := "no Vault server binary (set AMTD_VAULT_BIN or put vault or bao in PATH); the KV v2 stand-in test covers the protocol"
 		if os.Getenv("AMTD_REQUIRE_VAULT") == "1" {
 			t.Fatal(msg)
 		}
@@ -242,17 +245,6 @@ func findVault() string {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
-	}
-	// The cache of scripts/vault-dev.sh.
-	cache := os.Getenv("AMTD_CACHE")
-	if cache == "" {
-		if dir, err := os.UserCacheDir(); err == nil {
-			cache = filepath.Join(dir, "amtd")
-		}
-	}
-	matches, _ := filepath.Glob(filepath.Join(cache, "vault-*", "vault"))
-	if len(matches) > 0 {
-		return matches[len(matches)-1]
 	}
 	return ""
 }
