@@ -14,7 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -164,16 +164,14 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // (initialized, sealed, standby, version, cluster_name, …). Whatever state
 // the server is in, its JSON is returned; an error means no usable answer.
 func (s *Store) Health(ctx context.Context) (map[string]any, error) {
-	r := s.client.NewRequest(http.MethodGet, "/v1/sys/health")
-	r.Params.Set("standbyok", "true")
-	r.Params.Set("perfstandbyok", "true")
+	q := url.Values{"standbyok": {"true"}, "perfstandbyok": {"true"}}
 	// Status codes ≥ 400 become errors in the client: ask for 2xx in every
 	// state and read the state from the body, like the client's own Health.
 	for _, p := range []string{"uninitcode", "sealedcode", "standbycode", "drsecondarycode",
 		"performancestandbycode", "removedcode", "haunhealthycode"} {
-		r.Params.Set(p, "299")
+		q.Set(p, "299")
 	}
-	resp, err := s.client.RawRequestWithContext(ctx, r)
+	resp, err := s.client.Logical().ReadRawWithDataWithContext(ctx, "sys/health", q)
 	if resp != nil {
 		defer resp.Body.Close()
 	}
