@@ -24,6 +24,7 @@ import (
 	"github.com/amtd-project/amtd/internal/rpcproto"
 	"github.com/amtd-project/amtd/internal/secrets"
 	"github.com/amtd-project/amtd/internal/secrets/local"
+	"github.com/amtd-project/amtd/internal/secrets/vault"
 	"github.com/amtd-project/amtd/internal/store"
 	"github.com/amtd-project/amtd/internal/store/sqlstore"
 )
@@ -146,7 +147,7 @@ type server struct {
 
 func openSecrets(ctx context.Context, c serveConfig, st store.Store) (secrets.Store, error) {
 	if c.VaultAddr != "" {
-		return nil, errors.New("the Vault backend is not available in this build yet")
+		return vault.New(ctx, vault.Config{Addr: c.VaultAddr, Token: c.VaultToken, Mount: c.VaultMount, Prefix: c.VaultPrefix})
 	}
 	key, err := local.LoadOrCreateMasterKey(c.DataDir, c.MasterKey)
 	if err != nil {
