@@ -62,11 +62,7 @@ func (s *session) runActivation(ctx context.Context, pl *plan) rpcproto.Outcome 
 	}
 	s.conn.Progress("Starting provisioning")
 
-	if err := s.e.setMarker(ctx, s.guid, marker{Tenant: s.tenant, Profile: prof.Name, Session: s.j.Session, Started: s.e.now().UTC()}); err != nil {
-		s.j.Fail(ctx, "credentials.marker", err)
-		return s.fail(errStatus("Failed to save device information to Secret Provider"))
-	}
-
+	s.profile = prof.Name
 	var (
 		status string
 		err    error

@@ -27,6 +27,9 @@ type session struct {
 	guid   string
 	tenant string
 
+	profile   string // the activation's profile (for the activation marker)
+	markerSet bool
+
 	client   *amt.Client
 	password string // the admin password the client uses ("" before activation)
 	realm    string
@@ -192,7 +195,17 @@ func (s *session) commit(ctx context.Context, kind, value string) error {
 }
 
 // stage durably records a credential before the call that sets it.
+// An activation also records, before its first credential, that it is
+// under way (resume.go).
 func (s *session) stage(ctx context.Context, kind, value string) error {
+	if s.profile != "" && !s.markerSet {
+		m := marker{Tenant: s.tenant, Profile: s.profile, Session: s.j.Session, Started: s.e.now().UTC()}
+		if err := s.e.setMarker(ctx, s.guid, m); err != nil {
+			s.j.Fail(ctx, "credentials.marker", err)
+			return errStatus("Failed to save device information to Secret Provider")
+		}
+		s.markerSet = true
+	}
 	if _, err := devcreds.Stage(ctx, s.e.cfg.Secrets, s.guid, kind, value); err != nil {
 		s.j.Fail(ctx, "credentials.stage", fmt.Errorf("staging %s: %w", kind, err))
 		return errStatus("Failed to save device information to Secret Provider")
