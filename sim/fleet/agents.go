@@ -19,6 +19,8 @@ type AgentOptions struct {
 	Config agent.Config
 	// Concurrency is how many devices run at once (default 1).
 	Concurrency int
+	// Timeout limits one device's run (0: no limit but ctx's).
+	Timeout time.Duration
 	// Done, when set, is called after each device (from several goroutines).
 	Done func(AgentResult)
 }
@@ -80,7 +82,7 @@ func (f *Fleet) RunAgents(ctx context.Context, o AgentOptions) AgentReport {
 				if i >= len(devs) {
 					return
 				}
-				r := runOne(ctx, devs[i], o.Config)
+				r := runOne(ctx, devs[i], o.Config, o.Timeout)
 				rep.Results[i] = r
 				if o.Done != nil {
 					o.Done(r)
@@ -105,9 +107,14 @@ func (f *Fleet) RunAgents(ctx context.Context, o AgentOptions) AgentReport {
 	return rep
 }
 
-func runOne(ctx context.Context, d *Device, tmpl agent.Config) AgentResult {
+func runOne(ctx context.Context, d *Device, tmpl agent.Config, timeout time.Duration) AgentResult {
 	if ctx.Err() != nil {
 		return AgentResult{Device: d, Err: errNotRun}
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
 	}
 	cfg := tmpl
 	cfg.MEIPath = d.MEIPath
