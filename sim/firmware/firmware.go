@@ -107,6 +107,7 @@ type Firmware struct {
 	setupAlg    uint8
 	selfTLS     *selfCert
 	optIn       optInRuntime
+	redir       redirRuntime
 	hooks       []func(Event)
 }
 
@@ -120,6 +121,10 @@ const (
 	EventTLSChanged Event = iota + 1
 	// EventProvisioningChanged: control mode or provisioning state changed.
 	EventProvisioningChanged
+	// EventRemoteAccessChanged: the CIRA configuration changed (MPS servers,
+	// remote access policies, environment detection, user-initiated
+	// connection state, trusted roots).
+	EventRemoteAccessChanged
 )
 
 // Open loads the device from cfg.Path, or creates it (and writes the file)
@@ -157,6 +162,7 @@ func Open(cfg Config) (*Firmware, error) {
 			return nil, err
 		}
 	}
+	f.fillDefaults()
 	if err := f.applyOverrides(); err != nil {
 		return nil, err
 	}
@@ -278,6 +284,34 @@ func (f *Firmware) resetConfiguration() {
 	s.Network.DomainName = ""
 	s.Network.HostOSFQDN = ""
 	s.ClockOffsetSeconds = 0
+	s.Boot = BootState{Settings: BootSettings{OptionsCleared: true}, Last: s.Boot.Last}
+	s.Alarms = nil
+	s.KVM = KVMSettings{}
+	f.fillDefaults()
+}
+
+// fillDefaults gives factory values to settings that are zero (new devices,
+// and state files written before the setting existed).
+func (f *Firmware) fillDefaults() {
+	s := &f.st
+	if s.PowerState == 0 {
+		s.PowerState = PowerOn
+	}
+	if s.OSPowerSaving == 0 {
+		s.OSPowerSaving = OSPowerFull
+	}
+	if s.Boot.ConfigRole == 0 {
+		s.Boot.ConfigRole = 32768
+	}
+	if s.Boot.ServiceState == 0 {
+		s.Boot.ServiceState = 2
+	}
+	if s.KVM.SessionTimeout == 0 {
+		s.KVM.SessionTimeout = 3
+	}
+	if s.KVM.OptInPolicyTimeout == 0 {
+		s.KVM.OptInPolicyTimeout = 300
+	}
 }
 
 // applyOverrides applies command-line style configuration to a loaded or new device.
@@ -433,6 +467,16 @@ func (f *Firmware) Update(fn func(s *State) error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.updateLocked(fn)
+}
+
+// UpdateNotify is Update followed, when fn succeeded, by the event ev to
+// the listeners registered with OnEvent.
+func (f *Firmware) UpdateNotify(ev Event, fn func(s *State) error) error {
+	if err := f.Update(fn); err != nil {
+		return err
+	}
+	f.emit(ev)
+	return nil
 }
 
 func (f *Firmware) updateLocked(fn func(s *State) error) error {
@@ -713,15 +757,6 @@ func (f *Firmware) LookupUser(username string) (Credential, bool) {
 		}
 	}
 	return Credential{}, false
-}
-
-// ---- audit/event log ----
-
-func (f *Firmware) auditLocked(event, initiator string, appID, eventID int) {
-	f.st.AuditLog = append(f.st.AuditLog, AuditRecord{Time: f.now().UTC().Truncate(time.Second), AppID: appID, EventID: eventID, Initiator: initiator, Event: event})
-	if n := len(f.st.AuditLog); n > 256 {
-		f.st.AuditLog = slices.Delete(f.st.AuditLog, 0, n-256)
-	}
 }
 
 // ---- helpers ----

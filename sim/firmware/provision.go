@@ -101,7 +101,7 @@ func (f *Firmware) Setup(encType int, netAdminPassword string) uint32 {
 	}
 	err := f.updateLocked(func(s *State) error {
 		f.activateLocked(ModeCCM, "admin", ha1)
-		f.auditLocked("Host based provisioning: CCM", "LSA", 19, 0)
+		f.auditLocked(AuditSecurityAdmin, 1, Initiator{Type: InitiatorDigest, User: LSAUsername}, nil, "Provisioning completed: host-based CCM")
 		return nil
 	})
 	f.mu.Unlock()
@@ -235,7 +235,7 @@ func (f *Firmware) AdminSetup(encType int, netAdminPassword, mcNonceB64 string, 
 	}
 	err := f.updateLocked(func(s *State) error {
 		f.activateLocked(ModeACM, "admin", ha1)
-		f.auditLocked("Host based provisioning: ACM", "LSA", 19, 0)
+		f.auditLocked(AuditSecurityAdmin, 1, Initiator{Type: InitiatorDigest, User: LSAUsername}, nil, "Provisioning completed: host-based ACM")
 		return nil
 	})
 	f.mu.Unlock()
@@ -260,7 +260,7 @@ func (f *Firmware) UpgradeClientToAdmin(mcNonceB64 string, sigAlg int, sigB64 st
 	}
 	err := f.updateLocked(func(s *State) error {
 		f.activateLocked(ModeACM, "", "")
-		f.auditLocked("Upgrade client to admin control mode", "admin", 19, 1)
+		f.auditLocked(AuditSecurityAdmin, 18, Initiator{Type: InitiatorDigest, User: f.st.Admin.Username}, nil, "Upgrade client to admin control mode")
 		return nil
 	})
 	f.mu.Unlock()
@@ -409,7 +409,12 @@ func (f *Firmware) unprovisionLocked(full bool, via string) error {
 		f.lsaPassword = pw
 		f.chain, f.chainStatus, f.nonce, f.setupHash = nil, 0, nil, nil
 		f.optIn = optInRuntime{}
-		f.auditLocked("Unprovisioning started ("+via+")", "admin", 16, 0)
+		// extended data: 2 local MEI, 4 remote WS-MAN
+		by, ex := Initiator{Type: InitiatorDigest, User: admin.Username}, byte(4)
+		if via == "PTHI" {
+			by, ex = LocalInitiator, 2
+		}
+		f.auditLocked(AuditSecurityAdmin, 19, by, []byte{ex}, "Unprovisioning started ("+via+")")
 		return nil
 	})
 }
@@ -437,7 +442,7 @@ func (f *Firmware) CommitChanges() uint32 {
 		s.TLS.Committed = next
 		if s.ProvisioningState == StateIn {
 			f.activateLocked(ModeACM, "", "")
-			f.auditLocked("Host based provisioning (TLS): ACM", "admin", 19, 2)
+			f.auditLocked(AuditSecurityAdmin, 1, Initiator{Type: InitiatorDigest, User: "admin"}, nil, "Provisioning completed: host-based over TLS")
 		}
 		return nil
 	})
@@ -569,7 +574,7 @@ func (f *Firmware) SetAdminACL(username, digest string) uint32 {
 	}
 	if err := f.updateLocked(func(s *State) error {
 		s.Admin = AdminAccount{Username: username, HA1: ha1}
-		f.auditLocked("Admin ACL entry changed", username, 16, 1)
+		f.auditLocked(AuditSecurityAdmin, 3, Initiator{Type: InitiatorDigest, User: username}, nil, "Admin ACL entry modified")
 		return nil
 	}); err != nil {
 		return PTInternalError

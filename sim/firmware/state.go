@@ -55,8 +55,15 @@ type State struct {
 	Redirection Redirection    `json:"redirection"`
 	OptIn       OptIn          `json:"optIn"`
 
-	PowerState         int   `json:"powerState"` // CIM PowerState: 2 on, 8 off-soft, …
+	PowerState int `json:"powerState"` // CIM PowerState: 2 on, 8 off-soft, …
+	// OSPowerSaving is IPS_PowerManagementService.OSPowerSavingState while
+	// the host is on: 2 full power, 3 OS power saving (modern standby).
+	OSPowerSaving      int   `json:"osPowerSavingState"`
 	ClockOffsetSeconds int64 `json:"clockOffsetSeconds"`
+
+	Boot   BootState   `json:"boot"`
+	Alarms []Alarm     `json:"alarms,omitempty"`
+	KVM    KVMSettings `json:"kvm"`
 
 	AuditLog []AuditRecord `json:"auditLog,omitempty"`
 	EventLog []EventRecord `json:"eventLog,omitempty"`
@@ -307,21 +314,111 @@ type OptIn struct {
 	DisplayTimeout int    `json:"optInDisplayTimeout"`
 }
 
-// AuditRecord is one audit log entry.
+// AuditRecord is one AMT_AuditLog entry. AppID and EventID are AMT's
+// audit application and event numbers (e.g. 17/2 "Performed Power Cycle").
 type AuditRecord struct {
-	Time      time.Time `json:"time"`
-	AppID     int       `json:"appId"`
-	EventID   int       `json:"eventId"`
-	Initiator string    `json:"initiator"`
-	Event     string    `json:"event"`
+	Time    time.Time `json:"time"`
+	AppID   int       `json:"appId"`
+	EventID int       `json:"eventId"`
+	// InitiatorType: 0 HTTP digest user, 1 Kerberos, 2 local, 3 KVM default port.
+	InitiatorType int    `json:"initiatorType"`
+	Initiator     string `json:"initiator"` // the digest user name
+	NetAddress    string `json:"netAddress,omitempty"`
+	// Extended is the event's extended data as AMT encodes it.
+	Extended []byte `json:"extended,omitempty"`
+	// Event is a description for people reading the state file.
+	Event string `json:"event"`
 }
 
-// EventRecord is one event log (AMT_MessageLog) entry.
+// EventRecord is one AMT_MessageLog (event log) entry: a platform event
+// (PET) record.
 type EventRecord struct {
-	Time        time.Time `json:"time"`
-	Sensor      int       `json:"sensorType"`
-	EventType   int       `json:"eventType"`
-	Offset      int       `json:"eventOffset"`
-	Severity    int       `json:"severity"`
-	Description string    `json:"description"`
+	Time           time.Time `json:"time"`
+	DeviceAddress  int       `json:"deviceAddress"`
+	Sensor         int       `json:"sensorType"`
+	EventType      int       `json:"eventType"`
+	Offset         int       `json:"eventOffset"`
+	SourceType     int       `json:"eventSourceType"`
+	Severity       int       `json:"severity"`
+	SensorNumber   int       `json:"sensorNumber"`
+	Entity         int       `json:"entity"`
+	EntityInstance int       `json:"entityInstance"`
+	Data           [8]byte   `json:"eventData"`
+	Description    string    `json:"description"`
+}
+
+// BootState is AMT_BootSettingData, the boot order of CIM_BootConfigSetting
+// and CIM_BootService.
+type BootState struct {
+	Settings BootSettings `json:"settings"`
+	// Source is the CIM_BootSourceSetting InstanceID placed first in the
+	// boot order by ChangeBootOrder ("" = no forced source).
+	Source string `json:"source,omitempty"`
+	// ConfigRole is what SetBootConfigRole set: 1 IsNext (the settings apply
+	// at the next boot), 32768 not next.
+	ConfigRole int `json:"configRole"`
+	// ServiceState is CIM_BootService.EnabledState (OCR: 32768 disabled,
+	// 32769 enabled, 32770 …, 32771 …; 2 on firmware without OCR).
+	ServiceState int `json:"serviceState"`
+	// Last is the most recent simulated boot.
+	Last *BootRecord `json:"lastBoot,omitempty"`
+}
+
+// BootSettings are the writable AMT_BootSettingData properties.
+type BootSettings struct {
+	BIOSPause               bool   `json:"biosPause"`
+	BIOSSetup               bool   `json:"biosSetup"`
+	BootMediaIndex          int    `json:"bootMediaIndex"`
+	ConfigurationDataReset  bool   `json:"configurationDataReset"`
+	EnforceSecureBoot       bool   `json:"enforceSecureBoot"`
+	FirmwareVerbosity       int    `json:"firmwareVerbosity"`
+	ForcedProgressEvents    bool   `json:"forcedProgressEvents"`
+	IDERBootDevice          int    `json:"iderBootDevice"`
+	LockKeyboard            bool   `json:"lockKeyboard"`
+	LockPowerButton         bool   `json:"lockPowerButton"`
+	LockResetButton         bool   `json:"lockResetButton"`
+	LockSleepButton         bool   `json:"lockSleepButton"`
+	PlatformErase           bool   `json:"platformErase"`
+	ReflashBIOS             bool   `json:"reflashBios"`
+	SecureErase             bool   `json:"secureErase"`
+	UefiBootNumberOfParams  int    `json:"uefiBootNumberOfParams"`
+	UefiBootParametersArray string `json:"uefiBootParametersArray,omitempty"` // base64 TLV
+	UseIDER                 bool   `json:"useIder"`
+	UseSOL                  bool   `json:"useSol"`
+	UseSafeMode             bool   `json:"useSafeMode"`
+	UserPasswordBypass      bool   `json:"userPasswordBypass"`
+	// OptionsCleared: the BIOS consumed (cleared) the options at the last boot.
+	OptionsCleared bool `json:"optionsCleared"`
+}
+
+// BootRecord describes one simulated boot of the host.
+type BootRecord struct {
+	Time     time.Time    `json:"time"`
+	Action   int          `json:"action"`           // the CIM power state requested
+	Source   string       `json:"source,omitempty"` // forced boot source, "" = normal boot
+	Settings BootSettings `json:"settings"`         // the settings the BIOS used
+}
+
+// Alarm is an IPS_AlarmClockOccurrence: the host is woken at StartTime
+// (and every IntervalMinutes after it, when set).
+type Alarm struct {
+	InstanceID         string    `json:"instanceId"`
+	ElementName        string    `json:"elementName"`
+	StartTime          time.Time `json:"startTime"`
+	IntervalMinutes    int       `json:"intervalMinutes"`
+	DeleteOnCompletion bool      `json:"deleteOnCompletion"`
+	// Fired marks a one-time alarm that went off and was kept.
+	Fired bool `json:"fired,omitempty"`
+}
+
+// KVMSettings is IPS_KVMRedirectionSettingData.
+type KVMSettings struct {
+	DefaultScreen      int  `json:"defaultScreen"`
+	Is5900PortEnabled  bool `json:"is5900PortEnabled"`
+	OptInPolicyTimeout int  `json:"optInPolicyTimeout"`
+	SessionTimeout     int  `json:"sessionTimeout"` // minutes
+	BackToBackFbMode   bool `json:"backToBackFbMode"`
+	// RFBPasswordSet records that an RFB (port 5900) password was given; the
+	// password itself is not kept.
+	RFBPasswordSet bool `json:"rfbPasswordSet,omitempty"`
 }
