@@ -62,7 +62,7 @@ func quiet() *slog.Logger {
 // secret store on it, amtd's CA and the engine with zero delays. restart
 // reopens everything on the same files, as after a kill.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	master []byte
 	st     *sqlstore.Store
@@ -76,7 +76,7 @@ type world struct {
 	gate *gate
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	w := &world{t: t, dir: dataDir(t), master: make([]byte, 32)}
 	_, _ = rand.Read(w.master)
@@ -88,7 +88,7 @@ func newWorld(t *testing.T) *world {
 // dataDir is amtd's data folder for a test: in memory-backed /dev/shm when
 // available (SQLite's fsyncs are what a test waits for otherwise; the
 // crash tests kill the process, not the machine), else t.TempDir().
-func dataDir(t *testing.T) string {
+func dataDir(t testing.TB) string {
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
 		if dir, err := os.MkdirTemp("/dev/shm", "amtd-provision-"); err == nil {
 			t.Cleanup(func() { os.RemoveAll(dir) })
@@ -283,7 +283,7 @@ func (w *world) events(guid string) []store.ProvisioningEvent {
 // ---- simulated devices ----
 
 type simDevice struct {
-	t   *testing.T
+	t   testing.TB
 	fw  *firmware.Firmware
 	dev *device.Device
 	mei string
