@@ -77,17 +77,22 @@ func (s *session) runActivation(ctx context.Context, pl *plan) rpcproto.Outcome 
 	default:
 		status, err = s.reconfigure(ctx, pl)
 	}
+	controlMode := 1
+	if pl.acm {
+		controlMode = 2
+	}
 	if err != nil {
 		s.res.Components.Activation.Details = statusText(err)
+		if s.activated > 0 {
+			// Activated in this session (a later step failed): the device
+			// is recorded all the same, it holds credentials amtd has.
+			_ = s.register(ctx, prof, s.activated, "", nil)
+		}
 		return s.fail(err)
 	}
 	s.res.Components.Activation = rpcproto.ComponentResult{Result: Success, Mode: mode, Details: status}
 	s.conn.Progress("Activation completed")
 
-	controlMode := 1
-	if pl.acm {
-		controlMode = 2
-	}
 	// The device is activated with credentials amtd holds: record it.
 	if err := s.register(ctx, prof, controlMode, "", nil); err != nil {
 		return s.fail(err)
@@ -150,6 +155,7 @@ func (s *session) activateCCM(ctx context.Context, prof *store.Profile) (string,
 	if err := s.commit(ctx, devcreds.AMT, pw); err != nil {
 		return "", err
 	}
+	s.activated = 1
 	s.j.OK(ctx, "activate.ccm", "Client control mode.")
 	if err := s.switchToAdmin(ctx, pw); err != nil {
 		return "", err
@@ -342,6 +348,7 @@ func (s *session) activateACM(ctx context.Context, prof *store.Profile) (string,
 	if err := s.commit(ctx, devcreds.AMT, pw); err != nil {
 		return "", err
 	}
+	s.activated = 2
 	status := "Activated to admin control mode."
 	s.j.OK(ctx, "activate.acm", status)
 	if err := s.switchToAdmin(ctx, pw); err != nil {
@@ -401,6 +408,7 @@ func (s *session) upgrade(ctx context.Context, pl *plan) (string, error) {
 				return "", errStatus("Failed to upgrade to admin control mode.")
 			}
 		}
+		s.activated = 2
 		if err := s.switchToAdmin(ctx, s.password); err != nil {
 			return "", err
 		}
@@ -458,6 +466,7 @@ func (s *session) setAdminPassword(ctx context.Context, pw, step string) error {
 		r, err := m.AMT.AuthorizationService.SetAdminAclEntryEx("admin", aclDigestPassword(s.realm, pw))
 		if r.Message != nil && strings.Contains(r.XMLOutput, "SetAdminAclEntryEx_OUTPUT") {
 			rv = int(r.Body.SetAdminResponse.ReturnValue)
+			return nil
 		}
 		return err
 	})
@@ -506,6 +515,7 @@ func (s *session) setMEBx(ctx context.Context, prof *store.Profile) error {
 		r, err := m.AMT.SetupAndConfigurationService.SetMEBXPassword(pw)
 		if r.Body.SetMEBxPassword_OUTPUT.XMLName.Local != "" {
 			rv = int(r.Body.SetMEBxPassword_OUTPUT.ReturnValue)
+			return nil
 		}
 		return err
 	})

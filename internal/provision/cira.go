@@ -87,6 +87,7 @@ func (c *configRun) cira(ctx context.Context) error {
 		})
 		if r.Body.AddMpServerResponse.XMLName.Local != "" {
 			rv = int(r.Body.AddMpServerResponse.ReturnValue)
+			return nil
 		}
 		return err
 	})
@@ -128,6 +129,7 @@ func (c *configRun) cira(ctx context.Context) error {
 			}, mpsName)
 			if r.Body.AddRemotePolicyRuleResponse.XMLName.Local != "" {
 				rv = int(r.Body.AddRemotePolicyRuleResponse.ReturnValue)
+				return nil
 			}
 			return err
 		})
@@ -167,6 +169,7 @@ func (c *configRun) cira(ctx context.Context) error {
 		r, err := m.AMT.UserInitiatedConnectionService.RequestStateChange(userinitiatedconnection.BIOSandOSInterfacesEnabled)
 		if r.Body.RequestStateChange_OUTPUT.XMLName.Local != "" {
 			rv = int(r.Body.RequestStateChange_OUTPUT.ReturnValue)
+			return nil
 		}
 		return err
 	})

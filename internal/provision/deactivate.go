@@ -50,6 +50,7 @@ func (e *Engine) deactivate(ctx context.Context, req rpcproto.Request, conn Conn
 		r, err := m.AMT.SetupAndConfigurationService.Unprovision(setupandconfiguration.AdminControlMode)
 		if r.Body.Unprovision_OUTPUT.XMLName.Local != "" {
 			rv = int(r.Body.Unprovision_OUTPUT.ReturnValue)
+			return nil
 		}
 		return err
 	})

@@ -32,6 +32,7 @@ func (c *configRun) proxies(ctx context.Context) error {
 			r, err := m.IPS.HTTPProxyService.AddProxyAccessPoint(pc.Address, iphttp.InfoFormat(pc.InfoFormat), pc.Port, pc.NetworkDNSSuffix)
 			if r.Body.AddProxyAccessPointResponse.XMLName.Local != "" {
 				rv = r.Body.AddProxyAccessPointResponse.ReturnValue
+				return nil
 			}
 			return err
 		})
@@ -131,6 +132,7 @@ func (c *configRun) configureFeatures(ctx context.Context) error {
 			r, err := m.AMT.RedirectionService.RequestStateChange(state)
 			if r.Body.RequestStateChange_OUTPUT.XMLName.Local != "" {
 				rv = int(r.Body.RequestStateChange_OUTPUT.ReturnValue)
+				return nil
 			}
 			return err
 		})
@@ -149,6 +151,7 @@ func (c *configRun) configureFeatures(ctx context.Context) error {
 			r, err := m.CIM.KVMRedirectionSAP.RequestStateChange(kvmReq)
 			if r.Body.RequestStateChange_OUTPUT.XMLName.Local != "" {
 				rv = int(r.Body.RequestStateChange_OUTPUT.ReturnValue)
+				return nil
 			}
 			return err
 		})

@@ -53,6 +53,7 @@ func (c *configRun) addTrustedRoot(ctx context.Context, der []byte) (string, err
 		if out.XMLName.Local != "" {
 			rv = int(out.ReturnValue)
 			id = publicKeySelector(out.CreatedCertificate.ReferenceParameters.SelectorSet.Selectors, "InstanceID")
+			return nil
 		}
 		return err
 	})
@@ -84,6 +85,7 @@ func (c *configRun) deviceCertificate(ctx context.Context, sign func(pub crypto.
 		if out.XMLName.Local != "" {
 			rv = int(out.ReturnValue)
 			keyID = publicKeySelector(out.KeyPair.ReferenceParameters.SelectorSet.Selectors, "InstanceID")
+			return nil
 		}
 		return err
 	})
@@ -126,6 +128,7 @@ func (c *configRun) deviceCertificate(ctx context.Context, sign func(pub crypto.
 		if out.XMLName.Local != "" {
 			rv = int(out.ReturnValue)
 			certID = publicKeySelector(out.CreatedCertificate.ReferenceParameters.SelectorSet.Selectors, "InstanceID")
+			return nil
 		}
 		return err
 	})

@@ -183,6 +183,27 @@ func TestE2ENegative(t *testing.T) {
 		}
 	})
 
+	t.Run("MEBx password refused after AdminSetup", func(t *testing.T) {
+		d := w.newDevice(devOpts{trust: chain})
+		d.dev.AddFault(wsman.FaultRule{Class: "AMT_SetupAndConfigurationService", Op: "SetMEBxPassword", Kind: wsman.FaultReturnValue, ReturnValue: 1, Count: 1})
+		msg := mustFail(t, srv, d, agent.Config{Command: "activate", Profile: "acm"})
+		if !strings.HasPrefix(msg, "Failed to set MEBx password: SetMEBxPassword returned 1") {
+			t.Fatalf("message %q", msg)
+		}
+		// Activated, recorded, reachable; nothing pending for the MEBx.
+		if d.fw.ControlMode() != firmware.ModeACM {
+			t.Fatal("not activated")
+		}
+		adminPassword(t, w, d)
+		if rec, err := w.st.GetDevice(w.ctx(), d.guid()); err != nil || rec.DeviceInfo.CurrentMode != "2" {
+			t.Fatalf("device record after a failed MEBx step: %+v %v", rec, err)
+		}
+		mustSucceed(t, w, srv, d, agent.Config{Command: "activate", Profile: "acm", Password: "Unkn0wn-P@ss"})
+		if !d.fw.MEBxPasswordMatches(w.creds(d.guid()).Current(devcreds.MEBx)) {
+			t.Fatal("MEBx password not set on completion")
+		}
+	})
+
 	t.Run("Unprovision fails", func(t *testing.T) {
 		d := w.newDevice(devOpts{})
 		mustSucceed(t, w, srv, d, agent.Config{Command: "activate", Profile: "ccm"})

@@ -238,6 +238,7 @@ func (c *configRun) wired8021x(ctx context.Context, name string) error {
 		r, err := m.IPS.IEEE8021xSettings.SetCertificates(rootID, certID)
 		if r.Body.SetCertificatesResponse.XMLName.Local != "" {
 			rv = int(r.Body.SetCertificatesResponse.ReturnValue)
+			return nil
 		}
 		return err
 	})
@@ -331,6 +332,7 @@ func (c *configRun) wirelessNetwork(ctx context.Context) error {
 		r, err := m.CIM.WiFiPort.RequestStateChange(32769)
 		if r.Body.RequestStateChange_OUTPUT.XMLName.Local != "" {
 			rv = int(r.Body.RequestStateChange_OUTPUT.ReturnValue)
+			return nil
 		}
 		return err
 	})

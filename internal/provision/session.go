@@ -29,6 +29,7 @@ type session struct {
 
 	profile   string // the activation's profile (for the activation marker)
 	markerSet bool
+	activated int // control mode the device was activated to in this session (0: not)
 
 	client   *amt.Client
 	password string // the admin password the client uses ("" before activation)

@@ -155,6 +155,7 @@ func (e *Engine) syncTime(ctx context.Context, cl *amt.Client) error {
 		if r.Body.GetLowAccuracyTimeSynchResponse.XMLName.Local != "" {
 			rv = int(r.Body.GetLowAccuracyTimeSynchResponse.ReturnValue)
 			ta0 = r.Body.GetLowAccuracyTimeSynchResponse.Ta0
+			return nil
 		}
 		return err
 	})
@@ -171,6 +172,7 @@ func (e *Engine) syncTime(ctx context.Context, cl *amt.Client) error {
 		r, err := m.AMT.TimeSynchronizationService.SetHighAccuracyTimeSynch(ta0, tm1, tm2)
 		if r.Body.SetHighAccuracyTimeSynchResponse.XMLName.Local != "" {
 			rv = int(r.Body.SetHighAccuracyTimeSynchResponse.ReturnValue)
+			return nil
 		}
 		return err
 	})

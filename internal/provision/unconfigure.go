@@ -259,6 +259,7 @@ func (c *configRun) commitChanges(ctx context.Context) error {
 		r, err := m.AMT.SetupAndConfigurationService.CommitChanges()
 		if r.Body.CommitChanges_OUTPUT.XMLName.Local != "" {
 			rv = int(r.Body.CommitChanges_OUTPUT.ReturnValue)
+			return nil
 		}
 		return err
 	})
