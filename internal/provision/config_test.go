@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/amtd-project/amtd/internal/amt"
 	"github.com/amtd-project/amtd/internal/devcreds"
 	"github.com/amtd-project/amtd/internal/provision"
 	"github.com/amtd-project/amtd/internal/store"
@@ -217,5 +218,42 @@ func TestE2EFullConfiguration(t *testing.T) {
 	}
 	if rec, _ := w.st.GetDevice(w.ctx(), d2.guid()); rec.MPSUsername != "mpsuser01" {
 		t.Errorf("device record mpsusername %q", rec.MPSUsername)
+	}
+}
+
+// TestConfigureDirect: the configuration steps on their own, over a plain
+// HTTP connection to a device activated by someone else (the path legacy
+// PKI provisioning reuses): no rpc-go session involved.
+func TestConfigureDirect(t *testing.T) {
+	w := newWorld(t)
+	w.addProxy("proxy1", "proxy.example.com", 3128, "example.com")
+	p := w.addProfile("direct", provision.ActivationCCM, false, func(p *store.Profile) {
+		p.ProxyConfigs = []store.ProfileProxy{{Name: "proxy1", Priority: 1}}
+		p.TLSMode = ptr(4)
+	})
+	d := w.newDevice(devOpts{})
+	// Activated outside amtd's flows (CCM with the library).
+	if code := d.fw.Setup(2, ha1(d.fw.Realm(), staticPW)); code != 0 {
+		t.Fatalf("Setup: %d", code)
+	}
+	client := amt.NewClient(d.transport(), amt.Params{Target: d.guid(), Username: "admin", Password: staticPW})
+	res, out := w.eng.Configure(w.ctx(), &provision.Target{Client: client, GUID: d.guid(), TenantID: tenant, Hostname: "direct-host", ControlMode: 1}, p)
+	if out.Err != nil {
+		dumpLog(t, w, d.guid())
+		t.Fatalf("configure: %v", out.Err)
+	}
+	if res.TLS != "Configured" || res.Components.CIRAProxy.Result != provision.Success {
+		t.Fatalf("result %+v", res)
+	}
+	st := d.state()
+	if len(st.Proxies) != 1 || !st.TLS.Committed.Remote.Enabled || !st.TLS.Committed.Remote.MutualAuthentication ||
+		!st.TLS.Committed.Remote.AcceptNonSecureConnections {
+		t.Fatalf("device: proxies %+v TLS %+v", st.Proxies, st.TLS.Committed)
+	}
+	if !hasTrustedRoot(st, w.ca.RootDER()) {
+		t.Fatal("amtd's CA root not trusted (mutual TLS)")
+	}
+	if ev := w.events(d.guid()); len(ev) == 0 || ev[len(ev)-1].Step != "tls" {
+		t.Fatalf("configuration not in the provisioning log: %+v", ev)
 	}
 }
