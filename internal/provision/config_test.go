@@ -165,6 +165,7 @@ func TestE2EFullConfiguration(t *testing.T) {
 		}
 	}
 	check()
+	noSecretsInLog(t, w, d.guid(), "home-passphrase")
 
 	// Re-activation (device now ACM): unconfigured and configured again.
 	pw := adminPassword(t, w, d)
@@ -219,6 +220,7 @@ func TestE2EFullConfiguration(t *testing.T) {
 	if rec, _ := w.st.GetDevice(w.ctx(), d2.guid()); rec.MPSUsername != "mpsuser01" {
 		t.Errorf("device record mpsusername %q", rec.MPSUsername)
 	}
+	noSecretsInLog(t, w, d2.guid())
 }
 
 // TestConfigureDirect: the configuration steps on their own, over a plain

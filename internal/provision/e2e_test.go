@@ -280,3 +280,23 @@ func TestE2EMaintenance(t *testing.T) {
 		t.Fatalf("wrong password: %v %q", err, res.Message)
 	}
 }
+
+// noSecretsInLog fails if a device's provisioning log contains any of its
+// stored credentials or the given secrets.
+func noSecretsInLog(t *testing.T, w *world, guid string, extra ...string) {
+	t.Helper()
+	var secrets []string
+	for k, v := range w.creds(guid) {
+		if k != provision.MarkerKind && len(v) >= 6 {
+			secrets = append(secrets, v)
+		}
+	}
+	secrets = append(secrets, extra...)
+	for _, e := range w.events(guid) {
+		for _, s := range secrets {
+			if strings.Contains(e.Detail, s) || strings.Contains(e.Step, s) {
+				t.Fatalf("a secret is in the provisioning log: step %s", e.Step)
+			}
+		}
+	}
+}
