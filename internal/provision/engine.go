@@ -14,6 +14,22 @@
 // secret store (package devcreds) before the WS-MAN call that sets it, and
 // committed once the device confirmed it. See resume.go for how an activation
 // interrupted at any instant is completed by running it again.
+//
+// Deliberate differences from RPS (activation.md):
+//
+//   - 802.1x EAP-TLS and TLS certificates come from amtd's own CA: the
+//     device generates the key (GenerateKeyPair), amtd reads its public key
+//     and signs a certificate for it, AddCertificate pairs them. No
+//     Enterprise Assistant and no PKCS#10 round; the private key never
+//     leaves the device. 802.1x protocols that need user credentials (PEAP,
+//     EAP-FAST) are refused, and so is the MicrosoftCA TLS authority.
+//   - A lost answer to Setup/AdminSetup/UpgradeClientToAdmin counts as
+//     success only if the device is in the new mode *and* accepts the new
+//     password.
+//   - The tenant check applies to pre-provisioning devices too.
+//   - AMT 19+ devices that enforce TLS on local ports are refused (the
+//     rpc-go TLS tunnel is not available in the relay yet); AMT 19+ devices
+//     that do not enforce it activate in ACM directly.
 package provision
 
 import (
