@@ -81,7 +81,7 @@ func simFlags(c *simConfig) *cli.FlagSet {
 	fs.StringVar(&c.Build, "build", "", "firmware build number (default \""+firmware.DefaultBuild+"\" for new devices)")
 	fs.StringVar(&c.SKU, "sku", "", "firmware SKU (default \""+firmware.DefaultSKU+"\" for new devices)")
 	fs.StringVar(&c.DNSSuffix, "dns-suffix", "", "DNS suffix the devices get from DHCP (option 15)")
-	fs.Var(&c.TrustHashes, "trust-hash", fmt.Sprintf("user root certificate `SHA256HEX` hash (or SHA-1/SHA-384 hex) as entered in the MEBx;\nrepeatable, at most %d", firmware.MaxUserHashes))
+	fs.Var(&c.TrustHashes, "trust-hash", fmt.Sprintf("`SHA256HEX` of a user root certificate, as entered in the MEBx (SHA-1 and SHA-384\nhex are accepted too); repeatable, at most %d", firmware.MaxUserHashes))
 	fs.StringVar(&c.HostnamePrefix, "hostname-prefix", fleet.DefaultHostnamePrefix, "host names of the simulated machines: prefix + 4-digit index (sent by the agent)")
 	fs.DurationVar(&c.Latency, "latency", 0, "delay before every WS-MAN answer, like real firmware (e.g. 80ms)")
 	fs.BoolVar(&c.TLSEnforced, "tls-enforced", false, "local WS-MAN only over TLS (AMT 19+ behaviour); when not given: enforced for AMT 19 and later")
@@ -232,6 +232,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	t0 := time.Now()
 	f, err := fleet.Start(ctx, opts)
 	if err != nil {
+		if ctx.Err() != nil { // interrupted while starting
+			return nil
+		}
 		return err
 	}
 	defer f.Close()
@@ -271,8 +274,12 @@ func printFleet(w io.Writer, f *fleet.Fleet, all bool, took time.Duration, base 
 		len(devs), noun, took.Round(time.Millisecond), f.Dir())
 	if all || len(devs) <= listAllAbove {
 		for _, d := range devs {
+			tlsAddr := d.TLSAddr()
+			if tlsAddr == "" {
+				tlsAddr = "-" // a free port, chosen when TLS is turned on
+			}
 			fmt.Fprintf(w, "device %d uuid=%s lms=%s tls=%s mei=%s mode=%s\n",
-				d.Index, d.UUID, d.LMSAddr, d.TLSAddr(), d.MEIPath, modeName(d.Firmware.ControlMode()))
+				d.Index, d.UUID, d.LMSAddr, tlsAddr, d.MEIPath, modeName(d.Firmware.ControlMode()))
 		}
 	} else {
 		first, last := devs[0], devs[len(devs)-1]

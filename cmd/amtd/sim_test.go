@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -161,7 +162,7 @@ func TestSimSingleDevice(t *testing.T) {
 	args := []string{"--dir", dir, "--devices", "1", "--lms", "127.0.0.1:0", "--mei", sock, "--tls-port", "0", "--dns-suffix", "sim.example.com"}
 	p := startSim(t, 1, args...)
 	d := p.devices[0]
-	if d["mei"] != sock || !strings.HasPrefix(d["lms"], "127.0.0.1:") || d["mode"] != "pre" {
+	if d["mei"] != sock || !strings.HasPrefix(d["lms"], "127.0.0.1:") || d["mode"] != "pre" || d["tls"] != "-" {
 		t.Fatalf("device line %v", d)
 	}
 	if got := meiUUID(t, sock); got != d["uuid"] {
@@ -209,6 +210,38 @@ func TestSimSingleDevice(t *testing.T) {
 	u2, pw2, _ := h.GetLocalSystemAccount(simCtx(t))
 	if _, err := wsmanTo(d2["lms"], u2, pw2).AMT.GeneralSettings.Get(); err == nil {
 		t.Error("LSA accepted on an activated device")
+	}
+}
+
+// TestSimSingleTLSEnforced: an AMT 19 device serves TLS on its own port
+// from the start, says so over MEI, and refuses plain LMS connections.
+func TestSimSingleTLSEnforced(t *testing.T) {
+	dir := simDir(t)
+	p := startSim(t, 1, "--dir", dir, "--lms", "127.0.0.1:0", "--tls-port", "0", "--amt-version", "19.0.5")
+	d := p.devices[0]
+	if !strings.HasPrefix(d["tls"], "127.0.0.1:") || d["tls"] == d["lms"] {
+		t.Fatalf("device line %v", d)
+	}
+	if flags, err := (mei.Host{Path: d["mei"]}).IsChangeToAMTEnabled(simCtx(t)); err != nil || flags&0x40 == 0 {
+		t.Errorf("watchdog flags %#x %v", flags, err)
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", d["tls"], &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	u, pw, err := mei.Host{Path: d["mei"]}.GetLocalSystemAccount(simCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wsmanTo(d["lms"], u, pw).AMT.GeneralSettings.Get(); err == nil {
+		t.Error("plain LMS answered on a TLS-enforced device")
+	}
+	// --tls-enforced=false overrides the version's default.
+	p.stop()
+	p = startSim(t, 1, "--dir", dir, "--lms", "127.0.0.1:0", "--tls-port", "0", "--amt-version", "19.0.5", "--tls-enforced=false")
+	if flags, _ := (mei.Host{Path: p.devices[0]["mei"]}).IsChangeToAMTEnabled(simCtx(t)); flags&0x40 != 0 {
+		t.Error("--tls-enforced=false ignored")
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -392,9 +393,10 @@ func (f *Fleet) startDevice(i int, uuid string) (*Device, error) {
 	}
 	d.Sim = sim
 	d.LMSAddr = sim.Addr()
-	d.LMSTLSAddr = cfg.TLSAddrs[0]
 	if a := sim.TLSAddr(); a != "" {
 		d.LMSTLSAddr = a
+	} else if !strings.HasSuffix(cfg.TLSAddrs[0], ":0") {
+		d.LMSTLSAddr = cfg.TLSAddrs[0]
 	}
 	d.MEIPath = mei.FleetSocketPath(o.Dir, uuid)
 	if o.Single && o.MEIPath != "" {
