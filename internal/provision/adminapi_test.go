@@ -17,18 +17,6 @@ import (
 	"github.com/amtd-project/amtd/sim/agent"
 )
 
-// TestSecretKeyMatchesAdminAPI: the engine finds secrets where the admin
-// API puts them.
-func TestSecretKeyMatchesAdminAPI(t *testing.T) {
-	for _, tenant := range []string{"", "acme", "a/b", "Ünïcode"} {
-		for _, kind := range []string{provision.KindProfile, provision.KindDomain, provision.KindCIRA, provision.KindWireless} {
-			if got, want := provision.DefaultSecretKey(tenant, kind, "id1"), rps.SecretKey(tenant, kind, "id1"); got != want {
-				t.Errorf("%q %s: %q, admin API %q", tenant, kind, got, want)
-			}
-		}
-	}
-}
-
 // TestActivationFromAdminAPIObjects: profiles, a domain, a wireless config
 // and a CIRA config created through the RPS-compatible admin API, then an
 // ACM activation with the agent: the device gets exactly the passwords,

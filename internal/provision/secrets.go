@@ -3,55 +3,32 @@ package provision
 import (
 	"context"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/amtd-project/amtd/internal/secrets"
 	"github.com/amtd-project/amtd/internal/store"
 )
 
-// Secret entries of configuration objects. The admin API (internal/api/rps)
-// keeps each object's secrets in one entry at
-// SecretKey(tenant, kind, row.SecretID) with RPS's Vault field names.
+// Secret entries of configuration objects: the admin API keeps each object's
+// secrets in one entry at secrets.ObjectKey(tenant, kind, row.SecretID).
 const (
-	KindProfile  = "profiles"
-	KindDomain   = "domains"
-	KindCIRA     = "ciraconfigs"
-	KindWireless = "wirelessconfigs"
+	KindProfile  = secrets.KindProfile
+	KindDomain   = secrets.KindDomain
+	KindCIRA     = secrets.KindCIRA
+	KindWireless = secrets.KindWireless
+
+	FieldAMTPassword   = secrets.FieldAMTPassword
+	FieldMEBxPassword  = secrets.FieldMEBxPassword
+	FieldMPSPassword   = secrets.FieldMPSPassword
+	FieldPSKPassphrase = secrets.FieldPSKPassphrase
+	FieldPFX           = secrets.FieldPFX
+	FieldPFXPassword   = secrets.FieldPFXPassword
 )
 
-var plainTenant = regexp.MustCompile(`^[A-Za-z0-9._-]*$`)
-
-// DefaultSecretKey is the admin API's key scheme (rps.SecretKey):
-// tenants/<segment>/<kind>/<secret id>, the segment "t_<tenant>" for plain
-// tenant ids and "x_<hex>" otherwise.
-func DefaultSecretKey(tenant, kind, id string) string {
-	seg := "t_" + tenant
-	if !plainTenant.MatchString(tenant) {
-		seg = "x_" + hex.EncodeToString([]byte(tenant))
-	}
-	return "tenants/" + seg + "/" + kind + "/" + id
-}
-
-// Fields of the entries.
-const (
-	// FieldAMTPassword: profile entry, the static AMT admin password.
-	FieldAMTPassword = "AMT_PASSWORD"
-	// FieldMEBxPassword: profile entry, the static MEBx password.
-	FieldMEBxPassword = "MEBX_PASSWORD"
-	// FieldMPSPassword: CIRA config entry, the MPS password given to every
-	// device (absent: a random one per device).
-	FieldMPSPassword = "MPS_PASSWORD"
-	// FieldPSKPassphrase: wireless config entry, the WPA/WPA2 passphrase.
-	FieldPSKPassphrase = "PSK_PASSPHRASE"
-	// FieldPFX: domain entry, the provisioning certificate as base64 PKCS#12.
-	FieldPFX = "CERT"
-	// FieldPFXPassword: domain entry, the PKCS#12 password.
-	FieldPFXPassword = "CERT_PASSWORD"
-)
+// DefaultSecretKey is the shared key scheme, secrets.ObjectKey.
+func DefaultSecretKey(tenant, kind, id string) string { return secrets.ObjectKey(tenant, kind, id) }
 
 // secretEntry reads the entry a configuration row points at; an empty
 // SecretID or a missing entry yields an empty map.

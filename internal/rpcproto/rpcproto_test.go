@@ -222,7 +222,11 @@ func TestFirstMessageValidation(t *testing.T) {
 		want string
 	}{
 		{firstMessage("explode", goodPayload), "Device 4c4c4544-0038-4b10-8052-b4c04f564433 Not a supported method received from AMT device"},
-		{func() map[string]any { m := firstMessage("activate --profile p", goodPayload); m["protocolVersion"] = "5.0.0"; return m }(), "protocol version NOT supported: 5.0.0"},
+		{func() map[string]any {
+			m := firstMessage("activate --profile p", goodPayload)
+			m["protocolVersion"] = "5.0.0"
+			return m
+		}(), "protocol version NOT supported: 5.0.0"},
 		{firstMessage("maintenance -password x", goodPayload), " - missing maintenance task in message"},
 		{firstMessage("activate --profile p", bad), " - uuid not valid length"},
 		{firstMessage("activate --profile p", map[string]any{"client": "RPC"}), "Invalid payload from client"},

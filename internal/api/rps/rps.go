@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -292,37 +291,24 @@ func conflict(w http.ResponseWriter, r *http.Request, ifMatch bool, version int6
 
 // ---- secrets ----
 
-// Secret entry kinds (the middle part of a secret key).
+// Secret entry kinds and fields: the shared scheme of package secrets.
 const (
-	kindCIRA     = "ciraconfigs"
-	kindDomain   = "domains"
-	kindProfile  = "profiles"
-	kindWireless = "wirelessconfigs"
+	kindCIRA     = secrets.KindCIRA
+	kindDomain   = secrets.KindDomain
+	kindProfile  = secrets.KindProfile
+	kindWireless = secrets.KindWireless
+
+	fieldMPSPassword  = secrets.FieldMPSPassword
+	fieldCert         = secrets.FieldPFX
+	fieldCertPassword = secrets.FieldPFXPassword
+	fieldAMTPassword  = secrets.FieldAMTPassword
+	fieldMEBxPassword = secrets.FieldMEBxPassword
+	fieldPSK          = secrets.FieldPSKPassphrase
 )
 
-// Fields of secret entries.
-const (
-	fieldMPSPassword  = "MPS_PASSWORD"
-	fieldCert         = "CERT"
-	fieldCertPassword = "CERT_PASSWORD"
-	fieldAMTPassword  = "AMT_PASSWORD"
-	fieldMEBxPassword = "MEBX_PASSWORD"
-	fieldPSK          = "PSK_PASSPHRASE"
-)
-
-var plainTenant = regexp.MustCompile(`^[A-Za-z0-9._-]*$`)
-
-// SecretKey is the secret-store key of an object's secret entry:
-// tenants/<tenant>/<kind>/<secret id>. The tenant segment is "t_<tenant>" for
-// plain tenant ids and "x_<hex>" otherwise, so no tenant id can reach into
-// another tenant's keys.
-func SecretKey(tenant, kind, id string) string {
-	seg := "t_" + tenant
-	if !plainTenant.MatchString(tenant) {
-		seg = "x_" + hex.EncodeToString([]byte(tenant))
-	}
-	return "tenants/" + seg + "/" + kind + "/" + id
-}
+// SecretKey is the secret-store key of an object's secret entry
+// (secrets.ObjectKey).
+func SecretKey(tenant, kind, id string) string { return secrets.ObjectKey(tenant, kind, id) }
 
 func newSecretID() string {
 	b := make([]byte, 16)
