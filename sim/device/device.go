@@ -168,7 +168,11 @@ func (d *Device) Start(ctx context.Context) error {
 		}
 	}
 	d.mu.Unlock()
-	d.fw.OnEvent(func(firmware.Event) { d.refreshTLS() })
+	d.fw.OnEvent(func(ev firmware.Event) {
+		if ev == firmware.EventTLSChanged || ev == firmware.EventProvisioningChanged {
+			d.refreshTLS()
+		}
+	})
 	d.refreshTLS()
 	// no goroutine per device: Close runs only if ctx ends
 	stop := context.AfterFunc(ctx, func() { d.Close() })
@@ -385,14 +389,58 @@ func (d *Device) acquire() bool {
 // serveConn answers one connection; the caller has acquired it.
 func (d *Device) serveConn(hostCtx context.Context, conn net.Conn, secure bool) {
 	defer d.conns.Done()
+	d.serveStream(hostCtx, conn, streamOptions{secure: secure})
+}
+
+// streamOptions say how a stream reached the device.
+type streamOptions struct {
+	// secure: TLS (port 16993) inside the stream.
+	secure bool
+	// tunnel: the stream is a CIRA channel. The TLS tunnel protects it, so
+	// plain HTTP is served whatever the TLS settings say (MPS always uses
+	// 16992 inside the tunnel), and requests may follow one another on the
+	// stream (HTTP keep-alive) until the peer closes it.
+	tunnel bool
+}
+
+// ServeWSMAN answers WS-MAN on a stream that did not arrive on the device's
+// listeners, such as a CIRA channel to port 16992: plain HTTP/1.1 with
+// AMT's digest authentication, several requests one after the other until
+// the peer closes the stream or sends "Connection: close". It returns when
+// the stream is done (and closes it). The device must be started.
+func (d *Device) ServeWSMAN(ctx context.Context, conn net.Conn) {
+	if !d.acquire() {
+		conn.Close()
+		return
+	}
+	defer d.conns.Done()
+	d.serveStream(ctx, conn, streamOptions{tunnel: true})
+}
+
+// ServeWSMANTLS is ServeWSMAN with TLS inside the stream (a CIRA channel to
+// port 16993), using the device's TLS settings and certificate.
+func (d *Device) ServeWSMANTLS(ctx context.Context, conn net.Conn) {
+	if !d.acquire() {
+		conn.Close()
+		return
+	}
+	defer d.conns.Done()
+	d.serveStream(ctx, conn, streamOptions{tunnel: true, secure: true})
+}
+
+func (d *Device) serveStream(hostCtx context.Context, conn net.Conn, o streamOptions) {
 	defer conn.Close()
 	d.mu.Lock()
 	ctx := d.ctx
 	d.mu.Unlock()
-	log := d.log.With("remote", conn.RemoteAddr().String())
+	remote := ""
+	if a := conn.RemoteAddr(); a != nil {
+		remote = a.String()
+	}
+	log := d.log.With("remote", remote)
 	_ = conn.SetDeadline(time.Now().Add(d.cfg.ReadTimeout))
 	setup := false
-	if secure {
+	if o.secure {
 		cfg, err := d.tlsConfig()
 		if err != nil {
 			log.Error("sim: TLS configuration", "err", err)
@@ -406,31 +454,45 @@ func (d *Device) serveConn(hostCtx context.Context, conn net.Conn, secure bool) 
 		}
 		setup = d.setupSession(tc.ConnectionState())
 		conn = tc
-	} else if !d.plainAllowed() {
+	} else if !o.tunnel && !d.plainAllowed() {
 		abort(conn)
 		return
 	}
 	br := bufio.NewReaderSize(conn, 4096)
-	if _, err := br.Peek(1); err != nil {
-		// probe connection (connect then close), as rpc-go and LMS detection do
-		log.Debug("sim: connection closed without a request")
-		return
+	for first := true; ; first = false {
+		_ = conn.SetDeadline(time.Now().Add(d.cfg.ReadTimeout))
+		if _, err := br.Peek(1); err != nil {
+			if first {
+				// probe connection (connect then close), as rpc-go and LMS detection do
+				log.Debug("sim: connection closed without a request")
+			}
+			return
+		}
+		if !d.serveRequest(ctx, hostCtx, conn, br, o, setup, remote, log) {
+			return
+		}
 	}
+}
+
+// serveRequest reads and answers one request; it reports whether the
+// stream stays open for another.
+func (d *Device) serveRequest(ctx, hostCtx context.Context, conn net.Conn, br *bufio.Reader, o streamOptions, setup bool, remote string, log *slog.Logger) bool {
 	req, err := http.ReadRequest(br)
 	if err != nil {
 		log.Debug("sim: bad HTTP request", "err", err)
 		d.writeSimple(conn, 400, "Bad Request", badRequestPage)
-		return
+		return false
 	}
+	keep := o.tunnel && !req.Close
 	body, err := io.ReadAll(io.LimitReader(req.Body, wsman.MaxRequestSize+1))
 	if err != nil || len(body) > wsman.MaxRequestSize {
 		log.Debug("sim: bad request body", "err", err, "size", len(body))
 		d.writeSimple(conn, 400, "Bad Request", badRequestPage)
-		return
+		return false
 	}
 	if req.Method != http.MethodPost || req.URL.Path != "/wsman" {
 		d.writeSimple(conn, 404, "Not Found", notFoundPage)
-		return
+		return false
 	}
 	realm := d.fw.Realm()
 	res := d.digest.Verify(req.Method, req.URL.RequestURI(), req.Header.Get("Authorization"), realm, func(user string) (digest.Credential, bool) {
@@ -441,30 +503,30 @@ func (d *Device) serveConn(hostCtx context.Context, conn net.Conn, secure bool) 
 		return digest.Credential{HA1: c.HA1}, ok
 	})
 	if !res.OK {
-		d.writeUnauthorized(conn, realm, res.Stale)
-		return
+		d.writeUnauthorized(conn, realm, res.Stale, keep)
+		return keep
 	}
 	_ = conn.SetDeadline(time.Time{})
-	result := d.engine.Serve(ctx, body, wsman.Session{User: res.Username, Setup: setup})
+	result := d.engine.Serve(ctx, body, wsman.Session{User: res.Username, Setup: setup, Addr: remote})
 	log.Debug("sim: wsman", "class", result.Class, "op", result.Op, "status", result.Status, "inject", int(result.Inject))
 	if !d.sleep(ctx, hostCtx, time.Duration(d.latency.Load())) {
 		abort(conn)
-		return
+		return false
 	}
 	switch result.Inject {
 	case wsman.FaultHang:
 		d.hang(ctx, hostCtx, conn)
 		abort(conn)
-		return
+		return false
 	case wsman.FaultReset, wsman.FaultResetAfter:
 		abort(conn)
-		return
+		return false
 	case wsman.FaultHTTP500:
 		d.writeSimple(conn, 500, "Internal Server Error", internalErrorPage)
-		return
+		return false
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(d.cfg.ReadTimeout))
-	d.writeSOAP(conn, result.Status, result.Body)
+	return d.writeSOAP(conn, result.Status, result.Body, keep) && keep
 }
 
 func (d *Device) sleep(ctx, hostCtx context.Context, dur time.Duration) bool {
@@ -512,8 +574,9 @@ func (d *Device) serverHeader() string {
 }
 
 // writeSOAP sends a 200 or a 400 SOAP fault: chunked with 4-digit upper-case
-// hex chunk sizes, in one write, then the connection is closed.
-func (d *Device) writeSOAP(conn net.Conn, status int, body []byte) {
+// hex chunk sizes, in one write; then the connection is closed unless keep.
+// It reports whether the write succeeded.
+func (d *Device) writeSOAP(conn net.Conn, status int, body []byte, keep bool) bool {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
 	b.WriteString("Date: " + time.Now().UTC().Format(http.TimeFormat) + "\r\n")
@@ -521,7 +584,10 @@ func (d *Device) writeSOAP(conn net.Conn, status int, body []byte) {
 	b.WriteString("X-Frame-Options: DENY\r\n")
 	b.WriteString("Content-Type: application/soap+xml; charset=UTF-8\r\n")
 	b.WriteString("Transfer-Encoding: chunked\r\n")
-	b.WriteString("Connection: close\r\n\r\n")
+	if !keep {
+		b.WriteString("Connection: close\r\n")
+	}
+	b.WriteString("\r\n")
 	for len(body) > 0 {
 		n := min(len(body), chunkSize)
 		fmt.Fprintf(&b, "%04X\r\n", n)
@@ -532,20 +598,25 @@ func (d *Device) writeSOAP(conn net.Conn, status int, body []byte) {
 	b.WriteString("0\r\n\r\n")
 	if _, err := conn.Write(b.Bytes()); err != nil {
 		d.log.Debug("sim: write response", "err", err)
+		return false
 	}
+	return true
 }
 
 // chunkSize keeps chunk sizes at four hex digits like AMT's.
 const chunkSize = 0x0FF0
 
-func (d *Device) writeUnauthorized(conn net.Conn, realm string, stale bool) {
+func (d *Device) writeUnauthorized(conn net.Conn, realm string, stale, keep bool) {
 	var b bytes.Buffer
 	b.WriteString("HTTP/1.1 401 Unauthorized\r\n")
 	b.WriteString("WWW-Authenticate: " + d.digest.Challenge(realm, stale) + "\r\n")
 	b.WriteString("Content-Type: text/html\r\n")
 	b.WriteString("Server: " + d.serverHeader() + "\r\n")
 	fmt.Fprintf(&b, "Content-Length: %d\r\n", len(unauthorizedPage))
-	b.WriteString("Connection: close\r\n\r\n")
+	if !keep {
+		b.WriteString("Connection: close\r\n")
+	}
+	b.WriteString("\r\n")
 	b.WriteString(unauthorizedPage)
 	if _, err := conn.Write(b.Bytes()); err != nil {
 		d.log.Debug("sim: write 401", "err", err)

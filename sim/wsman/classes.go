@@ -3,7 +3,7 @@ package wsman
 // allClasses is the table of implemented classes. Adding a class means
 // writing its *Class constructor and listing it here.
 func allClasses() []*Class {
-	return []*Class{
+	return append([]*Class{
 		// provisioning
 		generalSettings(),
 		hostBasedSetup(),
@@ -43,5 +43,23 @@ func allClasses() []*Class {
 		redirectionService(),
 		kvmRedirectionSAP(),
 		optInService(),
-	}
+		kvmRedirectionSettingData(),
+		screenSettingData(),
+		// power
+		ipsPowerManagementService(),
+		cimPowerManagementService(),
+		associatedPowerManagementService(),
+		serviceAvailableToElement(),
+		powerManagementCapabilities(),
+		// boot
+		bootSettingData(),
+		bootConfigSetting(),
+		bootService(),
+		bootSourceSetting(),
+		// logs and alarms
+		auditLog(),
+		messageLog(),
+		alarmClockService(),
+		alarmClockOccurrence(),
+	}, hardwareClasses()...)
 }

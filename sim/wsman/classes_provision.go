@@ -273,6 +273,9 @@ func bootCapabilities() *Class {
 				{"UEFIWiFiCoExistenceAndProfileShare", true}} {
 				in.B(p.n, p.v)
 			}
+			if c.FW.OCRSupported() { // One-Click Recovery (AMT 16+)
+				in.B("AMTSecureBootControl", true).B("ForceUEFIHTTPSBoot", true).B("ForceUEFIPBABoot", true).B("ForceWinREBoot", true)
+			}
 			return []*Instance{in}, nil
 		},
 	}

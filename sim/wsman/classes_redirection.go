@@ -1,6 +1,8 @@
 package wsman
 
 import (
+	"strconv"
+
 	"github.com/amtd-project/amtd/sim/firmware"
 )
 
@@ -49,10 +51,13 @@ func redirectionService() *Class {
 
 // kvmEnabledState: 2 enabled (a session runs), 6 enabled but offline (the
 // normal "enabled" report of real firmware), 3 disabled.
-func kvmInstance(s *S) *Instance {
+func kvmInstance(s *S, sessions int) *Instance {
 	state := int64(3)
 	if s.Redirection.KVMEnabled {
 		state = 6
+		if sessions > 0 {
+			state = 2
+		}
 	}
 	return NewInstance("CIM_KVMRedirectionSAP").S("CreationClassName", "CIM_KVMRedirectionSAP").
 		S("ElementName", "KVM Redirection Service Access Point").I("EnabledState", state).I("KVMProtocol", 4).
@@ -65,7 +70,8 @@ func kvmRedirectionSAP() *Class {
 		Name: "CIM_KVMRedirectionSAP",
 		Instances: func(c *Call) ([]*Instance, error) {
 			var in *Instance
-			c.FW.View(func(s *S) { in = kvmInstance(s) })
+			n := c.FW.RedirectionSessions(firmware.RedirKVM)
+			c.FW.View(func(s *S) { in = kvmInstance(s, n) })
 			return []*Instance{in}, nil
 		},
 		Methods: map[string]Method{
@@ -152,6 +158,104 @@ func optInService() *Class {
 				return RV(c.FW.SendOptInCode(int(code))), nil
 			},
 			"CancelOptIn": func(c *Call) (*Output, error) { return RV(c.FW.CancelOptIn()), nil },
+		},
+	}
+}
+
+// ---- IPS_KVMRedirectionSettingData ----
+
+const kvmSettingsID = "Intel(r) KVM Redirection Settings"
+
+func kvmSettingsInstance(s *S) *Instance {
+	k := s.KVM
+	return NewInstance("IPS_KVMRedirectionSettingData").B("BackToBackFbMode", k.BackToBackFbMode).I("DefaultScreen", int64(k.DefaultScreen)).
+		S("ElementName", kvmSettingsID).B("EnabledByMEBx", true).S("InstanceID", kvmSettingsID).
+		B("Is5900PortEnabled", k.Is5900PortEnabled).B("OptInPolicy", s.OptIn.Required != firmware.OptInRequiredNone).
+		I("OptInPolicyTimeout", int64(k.OptInPolicyTimeout)).S("RFBPassword", "").I("SessionTimeout", int64(k.SessionTimeout))
+}
+
+func kvmRedirectionSettingData() *Class {
+	return &Class{
+		Name: "IPS_KVMRedirectionSettingData",
+		Instances: func(c *Call) ([]*Instance, error) {
+			var in *Instance
+			c.FW.View(func(s *S) { in = kvmSettingsInstance(s) })
+			return []*Instance{in}, nil
+		},
+		Put: func(c *Call, _ *Instance) (*Instance, error) {
+			screens := len(c.FW.Hardware().Displays)
+			var out *Instance
+			err := c.FW.Update(func(s *S) error {
+				k := s.KVM
+				if v, ok := c.IntParam("DefaultScreen"); ok {
+					if v < 0 || int(v) >= screens {
+						return FaultInvalidRepresentation()
+					}
+					k.DefaultScreen = int(v)
+				}
+				if v, ok := c.IntParam("SessionTimeout"); ok {
+					if v < 0 || v > 65535 {
+						return FaultInvalidRepresentation()
+					}
+					k.SessionTimeout = int(v)
+				}
+				if v, ok := c.IntParam("OptInPolicyTimeout"); ok {
+					if v < 0 || v > 65535 {
+						return FaultInvalidRepresentation()
+					}
+					k.OptInPolicyTimeout = int(v)
+				}
+				if v, ok := c.BoolParam("BackToBackFbMode"); ok {
+					k.BackToBackFbMode = v
+				}
+				if pw, _ := c.Param("RFBPassword"); pw != "" {
+					// RFB passwords are exactly 8 characters and strong
+					if len(pw) != 8 || !firmware.StrongPassword(pw) {
+						return FaultInvalidRepresentation()
+					}
+					k.RFBPasswordSet = true
+				}
+				if v, ok := c.BoolParam("Is5900PortEnabled"); ok {
+					if v && !k.RFBPasswordSet {
+						return FaultInvalidRepresentation()
+					}
+					k.Is5900PortEnabled = v
+				}
+				s.KVM = k
+				out = kvmSettingsInstance(s)
+				return nil
+			})
+			return out, err
+		},
+		Methods: map[string]Method{
+			"TerminateSession": func(c *Call) (*Output, error) { return RV(0), nil },
+		},
+	}
+}
+
+// ---- IPS_ScreenSettingData ----
+
+func screenSettingData() *Class {
+	return &Class{
+		Name: "IPS_ScreenSettingData",
+		Instances: func(c *Call) ([]*Instance, error) {
+			disp := c.FW.Hardware().Displays
+			var active, rx, ry, ux, uy []string
+			for i := range 4 {
+				if i < len(disp) {
+					d := disp[i]
+					active = append(active, "true")
+					rx, ry = append(rx, strconv.Itoa(d.Width)), append(ry, strconv.Itoa(d.Height))
+					ux, uy = append(ux, strconv.Itoa(d.X)), append(uy, strconv.Itoa(d.Y))
+				} else {
+					active = append(active, "false")
+					rx, ry, ux, uy = append(rx, "0"), append(ry, "0"), append(ux, "-1"), append(uy, "-1")
+				}
+			}
+			in := NewInstance("IPS_ScreenSettingData").S("ElementName", "Intel(r) Screen Settings").S("InstanceID", "Intel(r) Screen Settings").
+				Texts("IsActive", active...).I("PrimaryIndex", 1).I("SecondaryIndex", 2).I("TertiaryIndex", 3).I("QuadraryIndex", 4).
+				Texts("ResolutionX", rx...).Texts("ResolutionY", ry...).Texts("UpperLeftX", ux...).Texts("UpperLeftY", uy...)
+			return []*Instance{in}, nil
 		},
 	}
 }

@@ -95,6 +95,9 @@ type Session struct {
 	User string
 	// Setup: the mutual-TLS provisioning session of AMT 19+ (IN state).
 	Setup bool
+	// Addr is the caller's address (host:port) as the device sees it, for
+	// audit records; "" when unknown.
+	Addr string
 }
 
 // Call is the context of one request given to class handlers.
@@ -592,13 +595,30 @@ func (e *Engine) pull(req *Request, cls *Class) Result {
 	if en == nil {
 		return e.fault(req, FaultInvalidEnumerationContext())
 	}
-	ns := []nsDecl{{"g", NSEnumeration}, {"h", ResourceURI(cls.Name)}}
+	// one prefix per item class (an association or a polymorphic
+	// enumeration returns instances of other classes), then the common
+	// namespace: h, i, … as real firmware numbers them
+	ns := []nsDecl{{"g", NSEnumeration}}
+	prefixes := map[string]string{}
+	next := byte('h')
+	addNS := func(uri string) {
+		if _, ok := prefixes[uri]; !ok {
+			prefixes[uri] = string(next)
+			ns = append(ns, nsDecl{string(next), uri})
+			next++
+		}
+	}
 	common := cls.Common
 	for _, in := range items {
+		addNS(in.URI)
 		common = common || in.hasDatetime()
 	}
+	if len(items) == 0 {
+		addNS(ResourceURI(cls.Name))
+	}
+	commonPrefix := string(next)
 	if common {
-		ns = append(ns, nsDecl{"i", NSCommon})
+		ns = append(ns, nsDecl{commonPrefix, NSCommon})
 	}
 	body := envelope(ns, req.MessageID, NSEnumeration+"/PullResponse", e.nextMessageID(), req.ResourceURI, func(w *writer) {
 		w.WriteString("<g:PullResponse>")
@@ -607,7 +627,7 @@ func (e *Engine) pull(req *Request, cls *Class) Result {
 		}
 		w.WriteString("<g:Items>")
 		for _, in := range items {
-			w.instance(in, "h", "i")
+			w.instance(in, prefixes[in.URI], commonPrefix)
 		}
 		w.WriteString("</g:Items>")
 		if done {

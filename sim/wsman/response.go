@@ -50,11 +50,13 @@ func ResourceURI(class string) string {
 	}
 }
 
-// Value is one property value: text, an endpoint reference, or a CIM datetime.
+// Value is one property value: text, an endpoint reference, a CIM datetime
+// or a CIM interval (both <Datetime>/<Interval> in the common namespace).
 type Value struct {
 	Text     string
 	Ref      *EPR
 	Datetime string
+	Interval string
 }
 
 // Prop is a named property; several values render as repeated elements.
@@ -112,6 +114,19 @@ func (in *Instance) R(name string, r *EPR) *Instance { return in.set(name, []Val
 // D sets a datetime property (<Datetime> in the common namespace).
 func (in *Instance) D(name, dt string) *Instance { return in.set(name, []Value{{Datetime: dt}}) }
 
+// Dur sets an interval property (<Interval> in the common namespace, an
+// xs:duration such as P1DT2H).
+func (in *Instance) Dur(name, d string) *Instance { return in.set(name, []Value{{Interval: d}}) }
+
+// Texts sets an array property keeping empty values (unlike L).
+func (in *Instance) Texts(name string, vs ...string) *Instance {
+	vals := make([]Value, len(vs))
+	for i, v := range vs {
+		vals[i] = Value{Text: v}
+	}
+	return in.set(name, vals)
+}
+
 // Del removes a property.
 func (in *Instance) Del(name string) *Instance {
 	in.Props = slices.DeleteFunc(in.Props, func(p Prop) bool { return p.Name == name })
@@ -141,7 +156,7 @@ func (in *Instance) Ref(name string) *EPR {
 func (in *Instance) hasDatetime() bool {
 	for _, p := range in.Props {
 		for _, v := range p.Values {
-			if v.Datetime != "" {
+			if v.Datetime != "" || v.Interval != "" {
 				return true
 			}
 		}
@@ -170,6 +185,19 @@ func RV(v uint32) *Output { return &Output{ReturnValue: v} }
 // With adds a text output parameter.
 func (o *Output) With(name, v string) *Output {
 	o.Params = append(o.Params, Prop{Name: name, Values: []Value{{Text: v}}})
+	return o
+}
+
+// WithList adds a repeated text output parameter (omitted when empty).
+func (o *Output) WithList(name string, vs ...string) *Output {
+	if len(vs) == 0 {
+		return o
+	}
+	vals := make([]Value, len(vs))
+	for i, v := range vs {
+		vals[i] = Value{Text: v}
+	}
+	o.Params = append(o.Params, Prop{Name: name, Values: vals})
 	return o
 }
 
@@ -226,6 +254,8 @@ func (w *writer) prop(p, common string, pr Prop) {
 			w.eprContent(v.Ref, "b", "c")
 		case v.Datetime != "":
 			w.elem(common, "Datetime", v.Datetime)
+		case v.Interval != "":
+			w.elem(common, "Interval", v.Interval)
 		default:
 			w.text(v.Text)
 		}
