@@ -136,4 +136,7 @@ type Store interface {
 	// Settings: small non-secret values (e.g. the admin password hash).
 	GetSetting(ctx context.Context, key string) (string, error) // ErrNotFound
 	PutSetting(ctx context.Context, key, value string) error
+
+	// Legacy provisioning: allow-list, hello events, PSK pairs (legacy.go).
+	Legacy
 }

@@ -48,6 +48,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentWriters", testConcurrent},
 		{"DeleteRacesReference", testDeleteRacesReference},
 		{"CanceledContext", testCanceled},
+		{"LegacyDevices", testLegacyDevices},
+		{"HelloEvents", testHelloEvents},
+		{"PSKPairs", testPSKPairs},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
