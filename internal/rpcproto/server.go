@@ -172,7 +172,7 @@ func (s *Server) serveConn(conn *websocket.Conn, remote string) {
 	defer cancel()
 	sess := &Session{
 		srv: s, conn: conn, cancel: cancel,
-		resp: make(chan []byte, 1), hb: make(chan struct{}, 1), readDone: make(chan struct{}),
+		resp: make(chan []byte, 1), hb: make(chan struct{}, 1), ack: make(chan struct{}, 1), readDone: make(chan struct{}),
 	}
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
@@ -287,6 +287,10 @@ type Session struct {
 	readDone chan struct{}
 	readErr  error
 	rounds   int
+	ack      chan struct{} // port_switch_ack
+
+	tmu    sync.Mutex
+	tunnel *Tunnel // current TLS-tunnel stream, if any
 }
 
 // Logger is the session's logger (uuid and command attached).
@@ -303,6 +307,7 @@ func (s *Session) clientGone() bool {
 
 func (s *Session) readLoop() {
 	defer close(s.readDone)
+	defer s.endTunnels()
 	for {
 		mt, data, err := s.conn.ReadMessage()
 		if err != nil {
@@ -336,6 +341,23 @@ func (s *Session) readLoop() {
 		case MethodHeartbeatResponse:
 			select {
 			case s.hb <- struct{}{}:
+			default:
+			}
+		case MethodTLSData:
+			var raw []byte
+			if m.Payload != nil {
+				raw, err = base64.StdEncoding.DecodeString(*m.Payload)
+				if err != nil {
+					s.log.Info("rpc: dropping tunnel data", "err", errTunnelPayload(err))
+					continue
+				}
+			}
+			s.deliver(raw, false)
+		case MethodConnectionReset:
+			s.deliver(nil, true)
+		case MethodPortSwitchAck:
+			select {
+			case s.ack <- struct{}{}:
 			default:
 			}
 		default:
