@@ -122,6 +122,14 @@ func (c *devCall) envelope(call func(m wsman.Messages) (any, error)) (*xmljs.Obj
 	err := c.do(func(m wsman.Messages) error {
 		resp, err := call(m)
 		if err != nil {
+			// Some methods report a non-zero ReturnValue as an error, and the
+			// library's typed decoding may fail on an answer that is fine:
+			// when the device did answer with an envelope (not a fault),
+			// hand it over; callers check ReturnValue themselves.
+			if env, perr := parseAnswer(resp); perr == nil && xmljs.Path(env, "Body", "Fault") == nil {
+				out = env
+				return nil
+			}
 			return err
 		}
 		out, err = parseAnswer(resp)

@@ -13,6 +13,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/hex"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -40,6 +41,10 @@ type SimOptions struct {
 	Password string
 	// NotActivated leaves the device in pre-provisioning.
 	NotActivated bool
+	// NoWireless removes the wireless adapter.
+	NoWireless bool
+	// Logger receives the simulator's logs (default: discarded).
+	Logger *slog.Logger
 }
 
 // Sim is a running simulated device.
@@ -65,7 +70,7 @@ func StartSim(t testing.TB, o SimOptions) *Sim {
 	if o.Password == "" {
 		o.Password = DefaultPassword
 	}
-	cfg := firmware.Config{Version: o.Version, DNSSuffix: "sim.example.com", GenerateKey: keys}
+	cfg := firmware.Config{Version: o.Version, DNSSuffix: "sim.example.com", GenerateKey: keys, NoWireless: o.NoWireless, Logger: o.Logger}
 	if o.TLSEnforced {
 		v := true
 		cfg.TLSEnforced = &v
@@ -80,7 +85,7 @@ func StartSim(t testing.TB, o SimOptions) *Sim {
 			t.Fatalf("sim: Setup returned %d", rv)
 		}
 	}
-	d, err := device.New(device.Config{Firmware: fw, Addrs: []string{"127.0.0.1:0"}})
+	d, err := device.New(device.Config{Firmware: fw, Addrs: []string{"127.0.0.1:0"}, Logger: o.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
