@@ -226,7 +226,7 @@ func TestFleetOnSharedListeners(t *testing.T) {
 	host := device.NewHost(nil)
 	t.Cleanup(func() { host.Close() })
 	ctx := context.Background()
-	bound, err := host.Listen(ctx, "0.0.0.0:0")
+	bound, err := host.ListenLoopback(ctx, "0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ func startFleet(tb testing.TB, n int) (*device.Host, []*device.Device) {
 	tb.Helper()
 	host := device.NewHost(nil)
 	tb.Cleanup(func() { host.Close() })
-	bound, err := host.Listen(context.Background(), "0.0.0.0:0")
+	bound, err := host.ListenLoopback(context.Background(), "0")
 	if err != nil {
 		tb.Fatal(err)
 	}

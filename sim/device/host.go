@@ -13,9 +13,9 @@ import (
 
 // Host owns listening sockets and routes each accepted connection to the
 // device whose address it was made to (by the connection's local address).
-// A fleet shares one Host: with wildcard listeners (e.g. 0.0.0.0:16992 and
-// 0.0.0.0:16993) N devices on 127.1.x.y cost one accept loop per port and no
-// goroutine of their own. A standalone device uses a private Host that binds
+// A fleet shares one Host: with one loopback-only listener per port
+// (ListenLoopback) N devices on 127.1.x.y cost one accept loop per port and
+// no goroutine of their own. A standalone device uses a private Host that binds
 // its addresses on demand.
 type Host struct {
 	log  *slog.Logger
@@ -50,7 +50,7 @@ func newPrivateHost(logger *slog.Logger) *Host {
 	return h
 }
 
-// Listen binds addr (for example "0.0.0.0:16992") and serves connections to
+// Listen binds addr (for example "127.0.0.1:16992") and serves connections to
 // the devices registered at their local addresses. It returns once bound.
 func (h *Host) Listen(ctx context.Context, addr string) (string, error) {
 	var lc net.ListenConfig
@@ -58,6 +58,22 @@ func (h *Host) Listen(ctx context.Context, addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return h.serve(ln)
+}
+
+// ListenLoopback serves port ("0" for a free one) for every device address
+// in 127.0.0.0/8 with one listener that only loopback traffic can reach
+// (Linux: the wildcard address bound to the "lo" interface). It returns the
+// bound address.
+func (h *Host) ListenLoopback(ctx context.Context, port string) (string, error) {
+	ln, err := listenLoopback(ctx, port)
+	if err != nil {
+		return "", err
+	}
+	return h.serve(ln)
+}
+
+func (h *Host) serve(ln net.Listener) (string, error) {
 	bound := ln.Addr().String()
 	h.mu.Lock()
 	if h.closed {

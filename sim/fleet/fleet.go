@@ -272,10 +272,10 @@ func (f *Fleet) start(ctx context.Context) error {
 
 	if !o.Single {
 		f.host = device.NewHost(o.Logger)
-		if f.httpAddr, err = f.host.Listen(ctx, net.JoinHostPort("0.0.0.0", portString(o.HTTPPort))); err != nil {
+		if f.httpAddr, err = f.host.ListenLoopback(ctx, portString(o.HTTPPort)); err != nil {
 			return fmt.Errorf("fleet: HTTP listener: %w", err)
 		}
-		if f.tlsAddr, err = f.host.Listen(ctx, net.JoinHostPort("0.0.0.0", portString(o.TLSPort))); err != nil {
+		if f.tlsAddr, err = f.host.ListenLoopback(ctx, portString(o.TLSPort)); err != nil {
 			return fmt.Errorf("fleet: TLS listener: %w", err)
 		}
 	}

@@ -417,7 +417,7 @@ func TestStartErrors(t *testing.T) {
 // TestPortInUse: a taken fleet port is an error, and nothing is left
 // behind (the folder can be used again).
 func TestPortInUse(t *testing.T) {
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
