@@ -8,16 +8,14 @@ package cira
 import (
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -38,61 +36,38 @@ var (
 	pkiErr  error
 )
 
-// getPKI returns an RSA CA and a CIRA server certificate for CN=cira.test
-// (generated once per test binary: RSA key generation is slow).
+// getPKI returns the test CIRA root and server certificate (CN=cira.test,
+// IP SAN 127.0.0.1, RSA-2048, valid 2024–2124) from testdata: generating
+// RSA keys at test time is slow, and very slow under fuzzing
+// instrumentation. The key is a throw-away test key.
 func getPKI(t testing.TB) testPKI {
 	t.Helper()
-	pkiOnce.Do(func() { pki, pkiErr = makePKI() })
+	pkiOnce.Do(func() { pki, pkiErr = loadPKI("testdata/test-pki.pem") })
 	if pkiErr != nil {
 		t.Fatal(pkiErr)
 	}
 	return pki
 }
 
-func makePKI() (testPKI, error) {
-	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
+func loadPKI(path string) (testPKI, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return testPKI{}, err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "amtd test CIRA root"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	cert, err := tls.X509KeyPair(b, b) // leaf, root, key
 	if err != nil {
 		return testPKI{}, err
 	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return testPKI{}, err
+	if len(cert.Certificate) != 2 {
+		return testPKI{}, fmt.Errorf("%s: want leaf and root", path)
 	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return testPKI{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "cira.test"},
-		DNSNames:     []string{"cira.test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	root, err := x509.ParseCertificate(cert.Certificate[1])
 	if err != nil {
 		return testPKI{}, err
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(ca)
-	return testPKI{roots: roots, cert: tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key}}, nil
+	roots.AddCert(root)
+	return testPKI{roots: roots, cert: cert}, nil
 }
 
 // amtTLS is a client configuration shaped like AMT's: TLS 1.2, RSA key
@@ -633,8 +608,10 @@ func startServer(t testing.TB, mod func(*Config)) (*testServer, *deviceTable) {
 		Certificate:   &p.cert,
 		Authenticator: table,
 		Observer: ObserverFuncs{
-			OnConnected:    func(i ConnInfo) { ts.events <- event{true, i} },
-			OnDisconnected: func(i ConnInfo) { ts.events <- event{false, i} },
+			// Never block a connection: long runs (fuzzing) do not read
+			// the events.
+			OnConnected:    func(i ConnInfo) { ts.emit(event{true, i}) },
+			OnDisconnected: func(i ConnInfo) { ts.emit(event{false, i}) },
 		},
 		Logger:           testLogger(t),
 		AuthTimeout:      5 * time.Second,
@@ -669,6 +646,13 @@ func startServer(t testing.TB, mod func(*Config)) (*testServer, *deviceTable) {
 		}
 	})
 	return ts, table
+}
+
+func (ts *testServer) emit(e event) {
+	select {
+	case ts.events <- e:
+	default:
+	}
 }
 
 func (ts *testServer) nextEvent(t testing.TB, timeout time.Duration) event {

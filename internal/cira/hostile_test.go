@@ -208,13 +208,20 @@ func FuzzSession(f *testing.F) {
 		if auth {
 			stream = append(bytes.Clone(preamble), data...)
 		}
-		// A keepalive at the end: answered if the session survived.
+		// A keepalive at the end (answered if the session survived), then
+		// end of input: the server has handled every byte when it closes.
 		stream = append(stream, enc(&apf.KeepaliveRequest{Cookie: 0x5EED})...)
-		go c.Write(stream)
-		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		go func() {
+			c.Write(stream)
+			c.CloseWrite()
+		}()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		buf := make([]byte, 4096)
 		for {
 			if _, err := c.Read(buf); err != nil {
+				if isTimeoutErr(err) {
+					t.Fatal("the server neither closed nor went idle")
+				}
 				break
 			}
 		}
