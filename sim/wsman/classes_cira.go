@@ -81,7 +81,7 @@ func addMpServer(c *Call) (*Output, error) {
 	}
 	rv := firmware.PTSuccess
 	var name string
-	err := c.FW.Update(func(s *S) error {
+	err := c.FW.UpdateNotify(firmware.EventRemoteAccessChanged, func(s *S) error {
 		for _, m := range s.CIRA.MPServers {
 			if strings.EqualFold(m.AccessInfo, access) && m.Port == int(port) {
 				rv = firmware.PTDuplicate
@@ -140,7 +140,7 @@ func addRemoteAccessPolicyRule(c *Call) (*Output, error) {
 		return RV(firmware.PTInvalidParameter), nil
 	}
 	rv := firmware.PTSuccess
-	err = c.FW.Update(func(s *S) error {
+	err = c.FW.UpdateNotify(firmware.EventRemoteAccessChanged, func(s *S) error {
 		for _, n := range servers {
 			if !slices.ContainsFunc(s.CIRA.MPServers, func(m firmware.MPServer) bool { return m.Name == n }) {
 				rv = firmware.PTInvalidParameter
@@ -190,7 +190,7 @@ func managementPresenceRemoteSAP() *Class {
 		},
 		Delete: func(c *Call, target *Instance) error {
 			name, _ := target.Get("Name")
-			return c.FW.Update(func(s *S) error {
+			return c.FW.UpdateNotify(firmware.EventRemoteAccessChanged, func(s *S) error {
 				s.CIRA.MPServers = slices.DeleteFunc(s.CIRA.MPServers, func(m firmware.MPServer) bool { return m.Name == name })
 				s.CIRA.AppliesTo = slices.DeleteFunc(s.CIRA.AppliesTo, func(a firmware.AppliesTo) bool { return a.MPServer == name })
 				// a policy without a server is gone too
@@ -223,7 +223,7 @@ func remoteAccessPolicyRule() *Class {
 		},
 		Delete: func(c *Call, target *Instance) error {
 			name, _ := target.Get("PolicyRuleName")
-			return c.FW.Update(func(s *S) error {
+			return c.FW.UpdateNotify(firmware.EventRemoteAccessChanged, func(s *S) error {
 				s.CIRA.Policies = slices.DeleteFunc(s.CIRA.Policies, func(p firmware.PolicyRule) bool { return p.Name == name })
 				s.CIRA.AppliesTo = slices.DeleteFunc(s.CIRA.AppliesTo, func(a firmware.AppliesTo) bool { return a.Policy == name })
 				return nil
@@ -255,7 +255,7 @@ func remoteAccessPolicyAppliesToMPS() *Class {
 			mps, _ := target.Ref("ManagedElement").Selector("Name")
 			pol, _ := target.Ref("PolicySet").Selector("PolicyRuleName")
 			var out *Instance
-			err := c.FW.Update(func(s *S) error {
+			err := c.FW.UpdateNotify(firmware.EventRemoteAccessChanged, func(s *S) error {
 				i := slices.IndexFunc(s.CIRA.AppliesTo, func(a firmware.AppliesTo) bool { return a.MPServer == mps && a.Policy == pol })
 				if i < 0 {
 					return FaultInvalidSelectors()
@@ -282,7 +282,7 @@ func remoteAccessPolicyAppliesToMPS() *Class {
 		Delete: func(c *Call, target *Instance) error {
 			mps, _ := target.Ref("ManagedElement").Selector("Name")
 			pol, _ := target.Ref("PolicySet").Selector("PolicyRuleName")
-			return c.FW.Update(func(s *S) error {
+			return c.FW.UpdateNotify(firmware.EventRemoteAccessChanged, func(s *S) error {
 				s.CIRA.AppliesTo = slices.DeleteFunc(s.CIRA.AppliesTo, func(a firmware.AppliesTo) bool { return a.MPServer == mps && a.Policy == pol })
 				return nil
 			})
@@ -322,7 +322,7 @@ func userInitiatedConnection() *Class {
 				if !ok || st < 32768 || st > 32771 {
 					return RV(cimInvalidParameter), nil
 				}
-				err := c.FW.Update(func(s *S) error { s.CIRA.UserInitiatedState = int(st); return nil })
+				err := c.FW.UpdateNotify(firmware.EventRemoteAccessChanged, func(s *S) error { s.CIRA.UserInitiatedState = int(st); return nil })
 				return RV(0), err
 			},
 		},
@@ -359,7 +359,7 @@ func environmentDetection() *Class {
 				return nil, FaultInvalidRepresentation()
 			}
 			var out *Instance
-			err := c.FW.Update(func(s *S) error {
+			err := c.FW.UpdateNotify(firmware.EventRemoteAccessChanged, func(s *S) error {
 				s.CIRA.DetectionStrings = list
 				out = environmentDetectionInstance(s)
 				return nil
