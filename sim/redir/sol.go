@@ -150,7 +150,9 @@ type serialConsole struct {
 	line        []byte
 }
 
-func newSerialConsole(model, host string) *serialConsole { return &serialConsole{model: model, host: host} }
+func newSerialConsole(model, host string) *serialConsole {
+	return &serialConsole{model: model, host: host}
+}
 
 func (c *serialConsole) prompt() string { return c.host + " login: " }
 
