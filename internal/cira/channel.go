@@ -128,6 +128,11 @@ func (ch *Channel) Read(p []byte) (int, error) {
 	ch.rmu.Lock()
 	defer ch.rmu.Unlock()
 	for {
+		// As with a socket, a passed deadline fails the call even when
+		// data is waiting.
+		if ch.rdl.exceeded() {
+			return 0, os.ErrDeadlineExceeded
+		}
 		ch.mu.Lock()
 		if ch.off < len(ch.buf) {
 			n := copy(p, ch.buf[ch.off:])
@@ -153,9 +158,6 @@ func (ch *Channel) Read(p []byte) (int, error) {
 		ch.mu.Unlock()
 		if len(p) == 0 {
 			return 0, nil
-		}
-		if ch.rdl.exceeded() {
-			return 0, os.ErrDeadlineExceeded
 		}
 		select {
 		case <-ch.rsig:
@@ -187,6 +189,9 @@ func (ch *Channel) Write(p []byte) (int, error) {
 	defer ch.wmu.Unlock()
 	written := 0
 	for len(p) > 0 {
+		if ch.wdl.exceeded() {
+			return written, os.ErrDeadlineExceeded
+		}
 		ch.mu.Lock()
 		for ch.credit == 0 && ch.werr == nil {
 			ch.mu.Unlock()
