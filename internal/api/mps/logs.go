@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman"
-	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman/amt/auditlog"
 	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman/amt/messagelog"
 
 	"github.com/amtd-project/amtd/internal/api/mps/xmljs"
@@ -128,8 +127,11 @@ func decodeAuditRecord(raw []byte) *xmljs.Object {
 	b := binStr(raw)
 	app, ev := b.u16be(0), b.u16be(2)
 	itype := b.at(4)
-	appName := auditlog.AMTAppIDToString[app]
-	event, ok := auditlog.AMTAuditLogEventToString[app*100+ev]
+	var appName any
+	if n, ok := auditNames[app]; ok && app < 100 {
+		appName = n
+	}
+	event, ok := auditNames[app*100+ev]
 	if !ok || event == "" {
 		event = "#" + strconv.Itoa(ev)
 	}
@@ -161,9 +163,11 @@ func decodeAuditRecord(raw []byte) *xmljs.Object {
 	if s, ok := auditExtendedString(app*100+ev, ex); ok {
 		exStr = s
 	}
-	return xmljs.NewObject().
-		Set("AuditAppID", app).Set("EventID", ev).Set("InitiatorType", itype).
-		Set("AuditApp", appName).Set("Event", event).Set("Initiator", initiator).
+	o := xmljs.NewObject().Set("AuditAppID", app).Set("EventID", ev).Set("InitiatorType", itype)
+	if appName != nil {
+		o.Set("AuditApp", appName) // MPS leaves it undefined for unknown applications
+	}
+	return o.Set("Event", event).Set("Initiator", initiator).
 		Set("Time", time.Unix(int64(ts), 0).UTC().Format("2006-01-02T15:04:05.000Z")).
 		Set("MCLocationType", loc).Set("NetAddress", netAddr).
 		Set("Ex", ex.latin1()).Set("ExStr", exStr)
@@ -323,8 +327,12 @@ func eventDescription(sensorType, offset int, d []int) any {
 		return str(messagelog.SystemFirmwareProgress, d[1])
 	case 18:
 		if d[0] == 170 {
-			return fmt.Sprintf("Agent watchdog %02x%02x%02x%02x-%02x%02x-... changed to %v",
-				d[4], d[3], d[2], d[1], d[6], d[5], str(messagelog.WatchdogCurrentStates, d[7]))
+			state, ok := messagelog.WatchdogCurrentStates[d[7]]
+			if !ok {
+				state = "undefined" // what MPS's template prints
+			}
+			return fmt.Sprintf("Agent watchdog %02x%02x%02x%02x-%02x%02x-... changed to %s",
+				d[4], d[3], d[2], d[1], d[6], d[5], state)
 		}
 		return nil
 	case 30:
