@@ -24,6 +24,9 @@
 // connection reads and dispatches every message; writes are made by
 // whichever goroutine has something to send, under a mutex; channels have no
 // goroutine. Timers are the socket's own deadlines. An idle connection holds
-// its TLS state, a 96-byte frame buffer and the goroutine's stack; see
-// BenchmarkIdleConnections for the measured figure.
+// its TLS state, a 96-byte frame buffer and a 4 KiB goroutine stack: it
+// waits for the socket outside tls.Conn.Read (idlewait_unix.go) and drops
+// TLS's empty input buffer meanwhile (tlsbuf.go). BenchmarkIdleConnections
+// measured 8.4 KiB of Go heap and stacks per idle connection (10 KiB of
+// resident memory) with 19,500 devices on loopback.
 package cira
