@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Errors returned by every implementation. Callers test them with errors.Is.
@@ -52,6 +53,16 @@ type DeviceFilter struct {
 	Tags         []string
 	TagsMatchAll bool  // AND (true) or OR (false)
 	Connected    *bool // filter on ConnectionStatus
+}
+
+// DeviceConnection is a CIRA connection change of a device.
+type DeviceConnection struct {
+	Connected bool
+	Instance  string    // the amtd instance holding (or releasing) the connection
+	At        time.Time // when it connected or disconnected
+	// LastSeen, when set, is recorded too (the last keepalive, on a
+	// disconnect; kept in memory while connected).
+	LastSeen *time.Time
 }
 
 // Store is amtd's repository. Implementations are safe for concurrent use.
@@ -120,7 +131,19 @@ type Store interface {
 	// PutDevice inserts d or replaces the whole stored record (callers merge),
 	// and sets d.GUID (lower-cased), CreatedAt and UpdatedAt. ErrDuplicate
 	// when the GUID is stored under another tenant.
+	// PutDevice inserts a device, or replaces the provisioning and
+	// management fields of the stored record of the same GUID and tenant.
+	// The connection fields (ConnectionStatus, MPSInstance, LastConnected,
+	// LastSeen, LastDisconnected) are only written on insert; afterwards
+	// they belong to SetDeviceConnection, and d receives the stored values.
 	PutDevice(ctx context.Context, d *Device) (created bool, err error)
+	// SetDeviceConnection records a CIRA connection change of a device
+	// without touching its other fields (no write per keepalive: callers
+	// report connects and disconnects). A disconnect only applies while the
+	// record still names c.Instance as the owner, so an instance that lost a
+	// device to another one cannot mark it disconnected. ErrNotFound when
+	// no such device (or, for a disconnect, not owned by c.Instance).
+	SetDeviceConnection(ctx context.Context, guid string, c DeviceConnection) error
 	DeleteDevice(ctx context.Context, guid string) error // keeps the device's provisioning events
 	DeviceTags(ctx context.Context, tenant string) ([]string, error)
 

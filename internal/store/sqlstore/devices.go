@@ -171,13 +171,16 @@ func (s *Store) PutDevice(ctx context.Context, d *store.Device) (created bool, e
 			createdAt = ts
 			return nil
 		}
+		// Connection fields belong to SetDeviceConnection once the row
+		// exists: read them back instead of overwriting them.
 		err = t.queryRow(ctx, `UPDATE devices SET hostname = ?, friendly_name = ?, dns_suffix = ?,
-			mps_username = ?, tags = ?, profile_name = ?, connection_status = ?, mps_instance = ?,
-			last_connected = ?, last_seen = ?, last_disconnected = ?, device_info = ?, updated_at = ?
-			WHERE guid = ? AND tenant_id = ? RETURNING created_at`,
+			mps_username = ?, tags = ?, profile_name = ?, device_info = ?, updated_at = ?
+			WHERE guid = ? AND tenant_id = ?
+			RETURNING created_at, connection_status, mps_instance, last_connected, last_seen, last_disconnected`,
 			d.Hostname, d.FriendlyName, d.DNSSuffix, d.MPSUsername, stringsArg(d.Tags), d.ProfileName,
-			d.ConnectionStatus, strPtrArg(d.MPSInstance), s.timePtrArg(d.LastConnected), s.timePtrArg(d.LastSeen),
-			s.timePtrArg(d.LastDisconnected), info, s.timeArg(ts), guid, d.TenantID).Scan(timeCol{&createdAt})
+			info, s.timeArg(ts), guid, d.TenantID).Scan(timeCol{&createdAt}, &d.ConnectionStatus,
+			ptrCol[string]{&d.MPSInstance}, nullTimeCol{&d.LastConnected}, nullTimeCol{&d.LastSeen},
+			nullTimeCol{&d.LastDisconnected})
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("device %s belongs to another tenant: %w", guid, store.ErrDuplicate)
 		}
@@ -194,6 +197,25 @@ func (s *Store) PutDevice(ctx context.Context, d *store.Device) (created bool, e
 	d.LastSeen = truncTime(d.LastSeen)
 	d.LastDisconnected = truncTime(d.LastDisconnected)
 	return created, nil
+}
+
+// SetDeviceConnection records a connect (owner = c.Instance) or a disconnect
+// (only while c.Instance is the owner) without touching other fields.
+func (s *Store) SetDeviceConnection(ctx context.Context, guid string, c store.DeviceConnection) error {
+	var (
+		res sql.Result
+		err error
+	)
+	if c.Connected {
+		res, err = s.w.exec(ctx, `UPDATE devices SET connection_status = ?, mps_instance = ?, last_connected = ?,
+			last_seen = COALESCE(?, last_seen) WHERE guid = ?`,
+			true, c.Instance, s.timeArg(c.At), s.timePtrArg(c.LastSeen), guidKey(guid))
+	} else {
+		res, err = s.w.exec(ctx, `UPDATE devices SET connection_status = ?, mps_instance = NULL, last_disconnected = ?,
+			last_seen = COALESCE(?, last_seen) WHERE guid = ? AND mps_instance = ?`,
+			false, s.timeArg(c.At), s.timePtrArg(c.LastSeen), guidKey(guid), c.Instance)
+	}
+	return deleted("set device connection", res, err)
 }
 
 // DeleteDevice deletes a device record (its provisioning events stay).

@@ -883,7 +883,8 @@ func testDevices(t *testing.T, s store.Store) {
 		t.Fatalf("got  %+v\nwant %+v\ninfo %+v / %+v", got, d, got.DeviceInfo, d.DeviceInfo)
 	}
 
-	// Second put replaces the record and keeps CreatedAt.
+	// Second put replaces the record and keeps CreatedAt; the connection
+	// fields stay as stored (they belong to SetDeviceConnection).
 	createdAt := d.CreatedAt
 	d2 := &store.Device{GUID: guid1, TenantID: "", Hostname: "host1b", Tags: nil, ConnectionStatus: false,
 		LastDisconnected: ptr(tm("2026-02-03T04:05:06Z"))}
@@ -897,9 +898,31 @@ func testDevices(t *testing.T, s store.Store) {
 	}
 	got, err = s.GetDevice(ctx, guid1)
 	must(t, err)
-	if !reflect.DeepEqual(got, d2) || got.DeviceInfo != nil || got.MPSInstance != nil || got.Tags == nil {
+	if !reflect.DeepEqual(got, d2) || got.DeviceInfo != nil || got.Tags == nil || got.Hostname != "host1b" {
 		t.Fatalf("after replace got %+v\nwant %+v", got, d2)
 	}
+	if !got.ConnectionStatus || got.MPSInstance == nil || *got.MPSInstance != "10.1.2.3" ||
+		got.LastDisconnected != nil || !got.LastConnected.Equal(*d.LastConnected) {
+		t.Fatalf("PutDevice overwrote the connection fields: %+v", got)
+	}
+
+	// Connection changes touch only the connection fields; a disconnect
+	// applies only while the instance named owns the device.
+	at := tm("2026-03-04T05:06:07Z")
+	seen := tm("2026-03-04T05:06:00Z")
+	wantErr(t, s.SetDeviceConnection(ctx, guid1, store.DeviceConnection{Connected: false, Instance: "other", At: at}), store.ErrNotFound)
+	must(t, s.SetDeviceConnection(ctx, guid1, store.DeviceConnection{Connected: false, Instance: "10.1.2.3", At: at, LastSeen: &seen}))
+	got, _ = s.GetDevice(ctx, guid1)
+	if got.ConnectionStatus || got.MPSInstance != nil || got.LastDisconnected == nil || !got.LastDisconnected.Equal(at) ||
+		!got.LastSeen.Equal(seen) || got.Hostname != "host1b" {
+		t.Fatalf("after disconnect: %+v", got)
+	}
+	must(t, s.SetDeviceConnection(ctx, strings.ToUpper(guid1), store.DeviceConnection{Connected: true, Instance: "b", At: at.Add(time.Minute)}))
+	got, _ = s.GetDevice(ctx, guid1)
+	if !got.ConnectionStatus || got.MPSInstance == nil || *got.MPSInstance != "b" || !got.LastConnected.Equal(at.Add(time.Minute)) || !got.LastSeen.Equal(seen) {
+		t.Fatalf("after connect: %+v", got)
+	}
+	wantErr(t, s.SetDeviceConnection(ctx, guid4, store.DeviceConnection{Connected: true, Instance: "b", At: at}), store.ErrNotFound)
 
 	// A GUID belongs to one tenant.
 	_, err = s.PutDevice(ctx, &store.Device{GUID: guid1, TenantID: "other", Hostname: "evil"})
