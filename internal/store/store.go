@@ -65,6 +65,12 @@ type DeviceConnection struct {
 	LastSeen *time.Time
 }
 
+// DeviceConnectionChange is a DeviceConnection of one device.
+type DeviceConnectionChange struct {
+	GUID string
+	DeviceConnection
+}
+
 // Store is amtd's repository. Implementations are safe for concurrent use.
 // Lookups by name are case-insensitive and scoped to the tenant.
 //
@@ -144,6 +150,9 @@ type Store interface {
 	// device to another one cannot mark it disconnected. ErrNotFound when
 	// no such device (or, for a disconnect, not owned by c.Instance).
 	SetDeviceConnection(ctx context.Context, guid string, c DeviceConnection) error
+	// SetDeviceConnections applies several changes, in order, in one
+	// transaction; changes for missing or not-owned devices are skipped.
+	SetDeviceConnections(ctx context.Context, changes []DeviceConnectionChange) error
 	DeleteDevice(ctx context.Context, guid string) error // keeps the device's provisioning events
 	DeviceTags(ctx context.Context, tenant string) ([]string, error)
 

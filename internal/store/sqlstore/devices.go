@@ -202,20 +202,55 @@ func (s *Store) PutDevice(ctx context.Context, d *store.Device) (created bool, e
 // SetDeviceConnection records a connect (owner = c.Instance) or a disconnect
 // (only while c.Instance is the owner) without touching other fields.
 func (s *Store) SetDeviceConnection(ctx context.Context, guid string, c store.DeviceConnection) error {
+	var n int64
+	err := s.inWrite(ctx, func(t tx) error {
+		var err error
+		n, err = s.setConnection(ctx, t, guid, c)
+		return err
+	})
+	if err != nil {
+		return writeErr("set device connection", err)
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// SetDeviceConnections applies changes in order in one transaction.
+func (s *Store) SetDeviceConnections(ctx context.Context, changes []store.DeviceConnectionChange) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	err := s.inWrite(ctx, func(t tx) error {
+		for _, c := range changes {
+			if _, err := s.setConnection(ctx, t, c.GUID, c.DeviceConnection); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return writeErr("set device connections", err)
+}
+
+func (s *Store) setConnection(ctx context.Context, t tx, guid string, c store.DeviceConnection) (int64, error) {
 	var (
 		res sql.Result
 		err error
 	)
 	if c.Connected {
-		res, err = s.w.exec(ctx, `UPDATE devices SET connection_status = ?, mps_instance = ?, last_connected = ?,
+		res, err = t.exec(ctx, `UPDATE devices SET connection_status = ?, mps_instance = ?, last_connected = ?,
 			last_seen = COALESCE(?, last_seen) WHERE guid = ?`,
 			true, c.Instance, s.timeArg(c.At), s.timePtrArg(c.LastSeen), guidKey(guid))
 	} else {
-		res, err = s.w.exec(ctx, `UPDATE devices SET connection_status = ?, mps_instance = NULL, last_disconnected = ?,
+		res, err = t.exec(ctx, `UPDATE devices SET connection_status = ?, mps_instance = NULL, last_disconnected = ?,
 			last_seen = COALESCE(?, last_seen) WHERE guid = ? AND mps_instance = ?`,
 			false, s.timeArg(c.At), s.timePtrArg(c.LastSeen), guidKey(guid), c.Instance)
 	}
-	return deleted("set device connection", res, err)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // DeleteDevice deletes a device record (its provisioning events stay).

@@ -923,6 +923,18 @@ func testDevices(t *testing.T, s store.Store) {
 		t.Fatalf("after connect: %+v", got)
 	}
 	wantErr(t, s.SetDeviceConnection(ctx, guid4, store.DeviceConnection{Connected: true, Instance: "b", At: at}), store.ErrNotFound)
+	// A batch applies in order and skips what does not apply.
+	must(t, s.SetDeviceConnections(ctx, []store.DeviceConnectionChange{
+		{GUID: guid1, DeviceConnection: store.DeviceConnection{Connected: false, Instance: "b", At: at.Add(2 * time.Minute)}},
+		{GUID: guid4, DeviceConnection: store.DeviceConnection{Connected: true, Instance: "b", At: at}}, // no such device
+		{GUID: guid1, DeviceConnection: store.DeviceConnection{Connected: true, Instance: "c", At: at.Add(3 * time.Minute)}},
+		{GUID: guid1, DeviceConnection: store.DeviceConnection{Connected: false, Instance: "b", At: at.Add(4 * time.Minute)}}, // not the owner
+	}))
+	got, _ = s.GetDevice(ctx, guid1)
+	if !got.ConnectionStatus || *got.MPSInstance != "c" || !got.LastConnected.Equal(at.Add(3*time.Minute)) ||
+		!got.LastDisconnected.Equal(at.Add(2*time.Minute)) {
+		t.Fatalf("after batch: %+v", got)
+	}
 
 	// A GUID belongs to one tenant.
 	_, err = s.PutDevice(ctx, &store.Device{GUID: guid1, TenantID: "other", Hostname: "evil"})
