@@ -19,7 +19,6 @@ package mps
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -236,5 +235,3 @@ func isoTime(t *time.Time) any {
 	}
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
 }
-
-func sprintf(format string, a ...any) string { return fmt.Sprintf(format, a...) }
