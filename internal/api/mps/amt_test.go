@@ -344,6 +344,13 @@ func TestCIRAPath(t *testing.T) {
 		t.Fatalf("over CIRA: %s", resp.Body)
 	}
 	must(t, e, 200, "GET", "/api/v1/amt/version/"+sim.GUID, nil)
+	// large answers cross the channel window several times
+	hw := must(t, e, 200, "GET", "/api/v1/amt/hardwareInfo/"+sim.GUID, nil)
+	if jsonPath(hw.JSON(t), "CIM_BIOSElement", "status") != float64(200) {
+		t.Fatalf("hardware info over CIRA: %.500s", hw.Body)
+	}
+	wantBody(t, must(t, e, 200, "GET", "/api/v1/amt/power/state/"+sim.GUID, nil), `{"powerstate":2,"OSPowerSavingState":2}`)
+	must(t, e, 200, "GET", "/api/v1/amt/log/audit/"+sim.GUID+"?startIndex=0", nil)
 	must(t, e, 200, "POST", "/api/v1/amt/features/"+sim.GUID, map[string]any{"userConsent": "kvm", "enableSOL": true, "enableIDER": true, "enableKVM": true})
 	if got := must(t, e, 200, "GET", "/api/v1/amt/features/"+sim.GUID, nil).Object(t); got["userConsent"] != "kvm" {
 		t.Fatalf("features over CIRA: %v", got)
