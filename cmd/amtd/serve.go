@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 	"github.com/amtd-project/amtd/internal/api/rps"
 	"github.com/amtd-project/amtd/internal/buildinfo"
 	"github.com/amtd-project/amtd/internal/ca"
+	"github.com/amtd-project/amtd/internal/cira"
 	"github.com/amtd-project/amtd/internal/cli"
+	"github.com/amtd-project/amtd/internal/presence"
 	"github.com/amtd-project/amtd/internal/provision"
 	"github.com/amtd-project/amtd/internal/rpcproto"
 	"github.com/amtd-project/amtd/internal/secrets"
@@ -60,6 +63,12 @@ type serveConfig struct {
 	WSMANAttempts     int
 	SessionTimeout    time.Duration
 	PreventOrphans    bool
+
+	// Presence (CIRA).
+	CIRAAddr      string
+	MPSHost       string
+	CIRALegacyTLS bool
+	InstanceID    string
 }
 
 func serveFlags(c *serveConfig) *cli.FlagSet {
@@ -89,6 +98,11 @@ func serveFlags(c *serveConfig) *cli.FlagSet {
 	fs.IntVar(&c.WSMANAttempts, "wsman-attempts", 3, "attempts per relayed WS-MAN call (never for AdminSetup/UpgradeClientToAdmin)")
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", 10*time.Minute, "cap on one activation/deactivation/maintenance session")
 	fs.BoolVar(&c.PreventOrphans, "prevent-orphaned-devices", false, "refuse to activate a pre-provisioning device that already has a device record (RPS prevent_orphaned_devices)")
+	host, _ := os.Hostname()
+	fs.StringVar(&c.CIRAAddr, "cira", ":4433", "address of the CIRA (APF over TLS) listener devices call home to; empty disables it")
+	fs.StringVar(&c.MPSHost, "mps-host", host, "the MPS address devices are given (CIRA configs' mpsServerAddress): the CN and SAN\nof the CIRA server certificate amtd's CA issues")
+	fs.BoolVar(&c.CIRALegacyTLS, "cira-legacy-tls", false, "accept TLS 1.0/1.1 on the CIRA port (old AMT firmware)")
+	fs.StringVar(&c.InstanceID, "instance-id", host, "this instance's name in device records (mpsInstance) when several instances share a database")
 	return fs
 }
 
@@ -139,6 +153,10 @@ type server struct {
 	secrets secrets.Store
 	http    *http.Server
 	rpc     *rpcproto.Server
+	cira    *cira.Server
+	ciraLn  net.Listener
+	stop    context.CancelFunc // ends background work (CIRA, presence recorder)
+	bg      sync.WaitGroup
 	addr    net.Addr
 	done    chan error
 	// started counts HTTP requests whose reading has begun.
@@ -214,6 +232,37 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 		apiSrv.Handle(http.MethodGet, p, rpcSrv, api.Public(), api.NoPrefix())
 	}
 
+	// Background work lives until shutdown, not until the caller's context.
+	bgCtx, stopBG := context.WithCancel(context.Background())
+	defer func() {
+		if !ok {
+			stopBG()
+		}
+	}()
+	var ciraSrv *cira.Server
+	var ciraLn net.Listener
+	var recorder *presence.Recorder
+	if c.CIRAAddr != "" {
+		if c.MPSHost == "" {
+			return nil, errors.New("--mps-host is required for the CIRA listener")
+		}
+		cert, err := authority.IssueServer(c.MPSHost, nil, 397*24*time.Hour)
+		if err != nil {
+			return nil, fmt.Errorf("CIRA server certificate: %w", err)
+		}
+		recorder = presence.NewRecorder(st, c.InstanceID, 0, log)
+		ciraSrv, err = cira.NewServer(cira.Config{
+			Certificate: &cert, LegacyTLS: c.CIRALegacyTLS, Logger: log,
+			Authenticator: &presence.Authenticator{Store: st, Secrets: sec}, Observer: recorder,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if ciraLn, err = net.Listen("tcp", c.CIRAAddr); err != nil {
+			return nil, fmt.Errorf("--cira: %w", err)
+		}
+	}
+
 	var tlsConf *tls.Config
 	if c.TLSCert != "" || c.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
@@ -224,12 +273,16 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 	}
 	ln, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
+		if ciraLn != nil {
+			ciraLn.Close()
+		}
 		return nil, fmt.Errorf("--http: %w", err)
 	}
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
-	s := &server{log: log, store: st, secrets: sec, rpc: rpcSrv, addr: ln.Addr(), done: make(chan error, 1),
+	s := &server{log: log, store: st, secrets: sec, rpc: rpcSrv, cira: ciraSrv, ciraLn: ciraLn, stop: stopBG,
+		addr: ln.Addr(), done: make(chan error, 1),
 		http: &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}}
 	s.http.ConnState = func(_ net.Conn, cs http.ConnState) {
@@ -238,6 +291,17 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 		}
 	}
 	go func() { s.done <- s.http.Serve(ln) }()
+	if ciraSrv != nil {
+		s.bg.Add(2)
+		go func() { defer s.bg.Done(); recorder.Run(bgCtx) }()
+		go func() {
+			defer s.bg.Done()
+			if err := ciraSrv.Serve(bgCtx, ciraLn); err != nil {
+				log.Error("CIRA listener stopped", "err", err)
+			}
+		}()
+		log.Info("CIRA listening", "addr", ciraLn.Addr().String(), "mps_host", c.MPSHost, "instance", c.InstanceID)
+	}
 	log.Info("amtd serving", "http", ln.Addr().String(), "tls", tlsConf != nil, "db", st.Dialect(), "secrets", sec.Name(), "version", buildinfo.Version)
 	ok = true
 	return s, nil
@@ -250,6 +314,9 @@ func (s *server) shutdown(ctx context.Context) error {
 	if e := s.rpc.Shutdown(ctx); e != nil && err == nil {
 		err = e
 	}
+	// CIRA connections close, the recorder writes the disconnects.
+	s.stop()
+	s.bg.Wait()
 	if e := <-s.done; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
 		err = e
 	}

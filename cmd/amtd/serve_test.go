@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -29,7 +30,8 @@ func testConfig(t *testing.T) serveConfig {
 	var c serveConfig
 	fs := serveFlags(&c)
 	fs.SetLookupEnv(func(string) (string, bool) { return "", false })
-	if err := fs.Parse([]string{"--http", "127.0.0.1:0", "--data", filepath.Join(t.TempDir(), "data")}); err != nil {
+	if err := fs.Parse([]string{"--http", "127.0.0.1:0", "--cira", "127.0.0.1:0", "--mps-host", "mps.test.example",
+		"--data", filepath.Join(t.TempDir(), "data")}); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -151,5 +153,34 @@ func TestServeHelpListsEveryFlagWithEnv(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
+	}
+}
+
+// TestServeCIRAListener: the CIRA port speaks TLS with a certificate from
+// amtd's CA named after --mps-host (served without SNI, as AMT sends none),
+// offers RSA key exchange, and answers the operator's GET probe.
+func TestServeCIRAListener(t *testing.T) {
+	c := testConfig(t)
+	s, _, _ := startTestServer(t, c)
+	defer s.shutdown(context.Background())
+	conf := &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}}
+	conn, err := tls.Dial("tcp", s.ciraLn.Addr().String(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	st := conn.ConnectionState()
+	leaf := st.PeerCertificates[0]
+	if leaf.Subject.CommonName != "mps.test.example" || st.CipherSuite != tls.TLS_RSA_WITH_AES_128_GCM_SHA256 {
+		t.Fatalf("CN %q suite %x", leaf.Subject.CommonName, st.CipherSuite)
+	}
+	if err := leaf.VerifyHostname("mps.test.example"); err != nil {
+		t.Errorf("SAN: %v", err)
+	}
+	conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	b, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(b), "HTTP/1.1 200 OK") {
+		t.Fatalf("probe answer %q", b)
 	}
 }
