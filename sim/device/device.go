@@ -25,15 +25,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/amtd-project/amtd/sim/cira"
 	"github.com/amtd-project/amtd/sim/digest"
 	"github.com/amtd-project/amtd/sim/firmware"
+	"github.com/amtd-project/amtd/sim/redir"
 	"github.com/amtd-project/amtd/sim/wsman"
 )
 
 // Default ports.
 const (
-	HTTPPort  = 16992
-	HTTPSPort = 16993
+	HTTPPort     = 16992
+	HTTPSPort    = 16993
+	RedirPort    = 16994
+	RedirTLSPort = 16995
 )
 
 // Config configures a device.
@@ -63,6 +67,19 @@ type Config struct {
 	// EnumerationLifetime of WS-MAN enumeration contexts (default 2 min).
 	EnumerationLifetime time.Duration
 	Logger              *slog.Logger
+
+	// RedirAddrs are addresses where the device serves the redirection
+	// protocol (SOL, IDE-R, KVM) like AMT's port 16994; none by default.
+	// Port 0 picks a free port.
+	RedirAddrs []string
+	// NoListen: the device binds no address at all (Addrs, TLS and
+	// RedirAddrs are ignored); it is reached only through CIRA.
+	NoListen bool
+	// CIRA enables the device's CIRA client: once the firmware is
+	// configured for CIRA (AddMpServer, a policy, environment detection
+	// saying "outside") the device calls the MPS home and serves WS-MAN and
+	// redirection over its channels. nil: the device never connects.
+	CIRA *cira.Options
 }
 
 // Device is a running simulated device.
@@ -75,16 +92,18 @@ type Device struct {
 
 	latency atomic.Int64
 
-	mu        sync.Mutex
-	host      *Host
-	ownHost   bool
-	started   bool
-	ctx       context.Context
-	cancel    context.CancelFunc
-	httpAddrs []string // bound
-	tlsWant   []string // configured TLS addresses
-	tlsAddrs  []string // bound while TLS is active
-	conns     sync.WaitGroup
+	mu         sync.Mutex
+	host       *Host
+	ownHost    bool
+	started    bool
+	ctx        context.Context
+	cancel     context.CancelFunc
+	httpAddrs  []string // bound
+	tlsWant    []string // configured TLS addresses
+	tlsAddrs   []string // bound while TLS is active
+	redirAddrs []string // bound
+	conns      sync.WaitGroup
+	cira       *cira.Client
 }
 
 // New prepares a device; Start makes it reachable.
@@ -145,14 +164,37 @@ func (d *Device) Start(ctx context.Context) error {
 		d.ownHost = true
 	}
 	d.mu.Unlock()
+	if d.cfg.CIRA != nil {
+		c, err := cira.New(cira.Config{Options: *d.cfg.CIRA, Firmware: d.fw, Services: d})
+		if err != nil {
+			d.Close()
+			return err
+		}
+		d.mu.Lock()
+		d.cira = c
+		d.mu.Unlock()
+	}
+	if d.cfg.NoListen {
+		return d.startCIRA(ctx)
+	}
 	for _, a := range d.cfg.Addrs {
-		bound, err := d.host.register(ctx, a, d, false)
+		bound, err := d.host.register(ctx, a, d, portHTTP)
 		if err != nil {
 			d.Close()
 			return fmt.Errorf("device: listen %s: %w", a, err)
 		}
 		d.mu.Lock()
 		d.httpAddrs = append(d.httpAddrs, bound)
+		d.mu.Unlock()
+	}
+	for _, a := range d.cfg.RedirAddrs {
+		bound, err := d.host.register(ctx, a, d, portRedir)
+		if err != nil {
+			d.Close()
+			return fmt.Errorf("device: listen %s: %w", a, err)
+		}
+		d.mu.Lock()
+		d.redirAddrs = append(d.redirAddrs, bound)
 		d.mu.Unlock()
 	}
 	d.mu.Lock()
@@ -174,10 +216,121 @@ func (d *Device) Start(ctx context.Context) error {
 		}
 	})
 	d.refreshTLS()
-	// no goroutine per device: Close runs only if ctx ends
+	return d.startCIRA(ctx)
+}
+
+// startCIRA starts the CIRA client (if any) and arranges for Close when
+// ctx ends; no goroutine per device: Close runs only if ctx ends.
+func (d *Device) startCIRA(ctx context.Context) error {
+	d.mu.Lock()
+	c := d.cira
+	d.mu.Unlock()
+	if c != nil {
+		if err := c.Start(d.ctx); err != nil {
+			d.Close()
+			return err
+		}
+	}
 	stop := context.AfterFunc(ctx, func() { d.Close() })
 	context.AfterFunc(d.ctx, func() { stop() })
 	return nil
+}
+
+// CIRA is the device's CIRA client (nil unless Config.CIRA was set).
+func (d *Device) CIRA() *cira.Client {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cira
+}
+
+// RedirAddr is the first bound redirection address ("" without RedirAddrs).
+func (d *Device) RedirAddr() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.redirAddrs) == 0 {
+		return ""
+	}
+	return d.redirAddrs[0]
+}
+
+// ChannelHandler serves the channels the MPS opens over CIRA: WS-MAN on
+// 16992 (and 16993 while TLS is active), redirection on 16994 (and 16995
+// while TLS is active). It implements cira.Services.
+func (d *Device) ChannelHandler(port uint16) func(ctx context.Context, conn net.Conn) {
+	switch port {
+	case HTTPPort:
+		return d.ServeWSMAN
+	case HTTPSPort:
+		if d.tlsActive() {
+			return d.ServeWSMANTLS
+		}
+	case RedirPort:
+		return d.ServeRedirection
+	case RedirTLSPort:
+		if d.tlsActive() {
+			return d.ServeRedirectionTLS
+		}
+	}
+	return nil
+}
+
+// ServeRedirection runs one redirection session (SOL, IDE-R, KVM; package
+// sim/redir) on a stream such as a CIRA channel to port 16994. It returns
+// when the session ends (and closes the stream).
+func (d *Device) ServeRedirection(ctx context.Context, conn net.Conn) {
+	if !d.acquire() {
+		conn.Close()
+		return
+	}
+	defer d.conns.Done()
+	d.serveRedir(ctx, conn, false)
+}
+
+// ServeRedirectionTLS is ServeRedirection with TLS inside the stream (port
+// 16995), using the device's TLS settings and certificate.
+func (d *Device) ServeRedirectionTLS(ctx context.Context, conn net.Conn) {
+	if !d.acquire() {
+		conn.Close()
+		return
+	}
+	defer d.conns.Done()
+	d.serveRedir(ctx, conn, true)
+}
+
+// serveRedirConn serves a connection accepted on a redirection address;
+// the caller has acquired it.
+func (d *Device) serveRedirConn(hostCtx context.Context, conn net.Conn) {
+	defer d.conns.Done()
+	d.serveRedir(hostCtx, conn, false)
+}
+
+func (d *Device) serveRedir(ctx context.Context, conn net.Conn, secure bool) {
+	d.mu.Lock()
+	devCtx := d.ctx
+	d.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(devCtx, cancel)
+	defer stop()
+	if secure {
+		cfg, err := d.tlsConfig()
+		if err != nil {
+			d.log.Error("sim: TLS configuration", "err", err)
+			conn.Close()
+			return
+		}
+		tc := tls.Server(conn, cfg)
+		_ = conn.SetDeadline(time.Now().Add(d.cfg.ReadTimeout))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			d.log.Debug("sim: redirection TLS handshake", "err", err)
+			conn.Close()
+			return
+		}
+		_ = conn.SetDeadline(time.Time{})
+		conn = tc
+	}
+	err := redir.Serve(ctx, conn, redir.Config{Firmware: d.fw, Logger: d.log, HandshakeTimeout: d.cfg.ReadTimeout})
+	d.log.Debug("sim: redirection session ended", "err", err)
 }
 
 // Addr is the first bound HTTP address.
@@ -208,12 +361,15 @@ func (d *Device) Close() error {
 		return nil
 	}
 	d.cancel()
-	for _, a := range append(d.httpAddrs, d.tlsAddrs...) {
+	for _, a := range append(append(d.httpAddrs, d.tlsAddrs...), d.redirAddrs...) {
 		d.host.unregister(a, d)
 	}
-	d.httpAddrs, d.tlsAddrs = nil, nil
-	host, own := d.host, d.ownHost
+	d.httpAddrs, d.tlsAddrs, d.redirAddrs = nil, nil, nil
+	host, own, c := d.host, d.ownHost, d.cira
 	d.mu.Unlock()
+	if c != nil {
+		c.Close() // ends the channels, whose handlers hold connections
+	}
 	d.conns.Wait()
 	if own {
 		return host.Close()
@@ -245,7 +401,7 @@ func (d *Device) refreshTLS() {
 	switch {
 	case want && len(d.tlsAddrs) == 0:
 		for _, a := range d.tlsWant {
-			bound, err := d.host.register(d.ctx, a, d, true)
+			bound, err := d.host.register(d.ctx, a, d, portHTTPS)
 			if err != nil {
 				d.log.Error("sim: open TLS port", "addr", a, "err", err)
 				continue

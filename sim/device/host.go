@@ -31,9 +31,18 @@ type Host struct {
 }
 
 type route struct {
-	d      *Device
-	secure bool
+	d    *Device
+	kind portKind
 }
+
+// portKind is what a device serves on an address.
+type portKind int
+
+const (
+	portHTTP  portKind = iota // WS-MAN over HTTP (16992)
+	portHTTPS                 // WS-MAN over HTTPS (16993)
+	portRedir                 // redirection (16994)
+)
 
 // NewHost creates a host for shared listeners; call Listen for each address.
 func NewHost(logger *slog.Logger) *Host {
@@ -124,7 +133,12 @@ func (h *Host) accept(ln net.Listener) {
 		}
 		go func() {
 			defer h.wg.Done()
-			r.d.serveConn(h.ctx, conn, r.secure)
+			switch r.kind {
+			case portRedir:
+				r.d.serveRedirConn(h.ctx, conn)
+			default:
+				r.d.serveConn(h.ctx, conn, r.kind == portHTTPS)
+			}
 		}()
 	}
 }
@@ -139,7 +153,7 @@ func normalize(addr string) string {
 
 // register routes addr to d. A private host binds addr if no listener
 // covers it; the returned address is the one actually serving.
-func (h *Host) register(ctx context.Context, addr string, d *Device, secure bool) (string, error) {
+func (h *Host) register(ctx context.Context, addr string, d *Device, kind portKind) (string, error) {
 	key := normalize(addr)
 	h.mu.Lock()
 	if h.closed {
@@ -159,7 +173,7 @@ func (h *Host) register(ctx context.Context, addr string, d *Device, secure bool
 			h.mu.Unlock()
 			return "", fmt.Errorf("device: %s already used by another device", addr)
 		}
-		h.routes[key] = route{d: d, secure: secure}
+		h.routes[key] = route{d: d, kind: kind}
 		h.mu.Unlock()
 		return key, nil
 	}
@@ -170,7 +184,7 @@ func (h *Host) register(ctx context.Context, addr string, d *Device, secure bool
 	}
 	key = normalize(actual)
 	h.mu.Lock()
-	h.routes[key] = route{d: d, secure: secure}
+	h.routes[key] = route{d: d, kind: kind}
 	h.mu.Unlock()
 	return key, nil
 }
