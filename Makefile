@@ -26,7 +26,7 @@ unit:
 	$(GO) test -race -timeout 60m $(PKGS)
 
 compat:
-	scripts/compat-rps.sh
+	scripts/compat.sh
 
 test: tools fmt-check vet unit compat
 

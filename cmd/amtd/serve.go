@@ -17,11 +17,13 @@ import (
 	"time"
 
 	"github.com/amtd-project/amtd/internal/api"
+	"github.com/amtd-project/amtd/internal/api/mps"
 	"github.com/amtd-project/amtd/internal/api/rps"
 	"github.com/amtd-project/amtd/internal/buildinfo"
 	"github.com/amtd-project/amtd/internal/ca"
 	"github.com/amtd-project/amtd/internal/cira"
 	"github.com/amtd-project/amtd/internal/cli"
+	"github.com/amtd-project/amtd/internal/devaccess"
 	"github.com/amtd-project/amtd/internal/presence"
 	"github.com/amtd-project/amtd/internal/provision"
 	"github.com/amtd-project/amtd/internal/rpcproto"
@@ -242,6 +244,7 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 	var ciraSrv *cira.Server
 	var ciraLn net.Listener
 	var recorder *presence.Recorder
+	var access *devaccess.Access // set below; the CIRA observer uses it
 	if c.CIRAAddr != "" {
 		if c.MPSHost == "" {
 			return nil, errors.New("--mps-host is required for the CIRA listener")
@@ -251,9 +254,13 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 			return nil, fmt.Errorf("CIRA server certificate: %w", err)
 		}
 		recorder = presence.NewRecorder(st, c.InstanceID, 0, log)
+		observer := cira.ObserverFuncs{OnConnected: recorder.Connected, OnDisconnected: func(i cira.ConnInfo) {
+			recorder.Disconnected(i)
+			access.Invalidate(i.UUID) // its cached clients went with the connection
+		}}
 		ciraSrv, err = cira.NewServer(cira.Config{
 			Certificate: &cert, LegacyTLS: c.CIRALegacyTLS, Logger: log,
-			Authenticator: &presence.Authenticator{Store: st, Secrets: sec}, Observer: recorder,
+			Authenticator: &presence.Authenticator{Store: st, Secrets: sec}, Observer: observer,
 		})
 		if err != nil {
 			return nil, err
@@ -262,6 +269,19 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 			return nil, fmt.Errorf("--cira: %w", err)
 		}
 	}
+
+	// The management API reaches devices over CIRA, else on the LAN.
+	mpsOpts := mps.Options{CIRARootCert: func(context.Context) ([]byte, error) { return authority.RootPEM(), nil }}
+	accessOpts := devaccess.Options{Store: st, Secrets: sec, Logger: log}
+	if ciraSrv != nil { // a nil *cira.Server must not become a non-nil interface
+		accessOpts.CIRA = ciraSrv
+		mpsOpts.CIRA = ciraSrv
+	}
+	if access, err = devaccess.New(accessOpts); err != nil {
+		return nil, err
+	}
+	mpsOpts.Access = access
+	mps.Register(apiSrv, mpsOpts)
 
 	var tlsConf *tls.Config
 	if c.TLSCert != "" || c.TLSKey != "" {

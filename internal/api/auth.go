@@ -391,7 +391,8 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := valid.New()
-	v.Body(body, "username").NotEmpty("User name is required")
+	// MPS: isString() (default message) then not-empty, as its suite checks.
+	v.Body(body, "username").IsString("Invalid value").NotEmpty("User name is required")
 	v.Body(body, "password").NotEmpty("Password is required")
 	if v.Failed() {
 		WriteJSON(w, r, http.StatusBadRequest, v.Errors().Body())

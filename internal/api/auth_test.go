@@ -24,9 +24,11 @@ func TestAuthorizeValidation(t *testing.T) {
 		body     any
 		wantMsgs []string
 	}{
-		{map[string]string{}, []string{"User name is required", "Password is required"}},
+		// MPS checks isString (default message) before not-empty.
+		{map[string]string{}, []string{"Invalid value", "User name is required", "Password is required"}},
 		{map[string]string{"username": "standalone"}, []string{"Password is required"}},
-		{map[string]string{"password": "x"}, []string{"User name is required"}},
+		{map[string]string{"password": "x"}, []string{"Invalid value", "User name is required"}},
+		{map[string]any{"username": 5, "password": "x"}, []string{"Invalid value"}},
 		{map[string]string{"username": "", "password": ""}, []string{"User name is required", "Password is required"}},
 	}
 	for _, tc := range tests {

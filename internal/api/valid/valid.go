@@ -352,6 +352,17 @@ func (c *Chain) IsPort(msg string) *Chain {
 	return c.IsInt(IntOpts{Min: ptr(0), Max: ptr(65535), NoLeadingZeroes: true}, msg)
 }
 
+// IsString is isString(): the value is a JSON string (absent fails too).
+func (c *Chain) IsString(msg string) *Chain {
+	if c.skip {
+		return c
+	}
+	if _, ok := c.value.(string); !ok {
+		c.fail(msg)
+	}
+	return c
+}
+
 // Check adds msg when ok is false (a custom check computed by the caller).
 func (c *Chain) Check(ok bool, msg string) *Chain {
 	if !c.skip && !ok {

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Runs Intel's RPS Postman suites against amtd with newman (see docs/compat.md):
-#   1. rps.postman_collection.json (the admin API, in order, on an empty database)
-#   2. rps_security_api_test.postman_collection.json with its data file
-# Each suite gets a fresh data folder and a fresh server with --auth=none on a
-# free loopback port. The script fails when an assertion fails that is not in
-# docs/compat.md's list of accepted failures (KNOWN_FAILURES below).
+# Runs Intel's Postman suites for RPS and MPS against amtd with newman (see
+# docs/compat.md):
+#   rps           rps.postman_collection.json (admin API, in order, empty database)
+#   rps-security  rps_security_api_test.postman_collection.json with its data file
+#   mps           MPS.postman_collection.json (devices, authorize, /amt validation)
+#   mps-security  mps_security_api_test_postman_collection.json with its data file
+# Each suite gets a fresh data folder and a fresh `amtd serve --auth=none` on free
+# loopback ports (with MPS's suite credentials configured: its last folder logs
+# in). The script fails when an assertion fails that is not in docs/compat.md's
+# list of accepted failures (KNOWN_FAILURES below).
+# Usage: scripts/compat.sh [suite…]   (default: all four)
 #
 # Environment:
 #   COMPAT_DIR  folder holding the collections (default: compat/, ../shared/compat,
@@ -34,7 +39,7 @@ if [ -z "${COMPAT_DIR:-}" ]; then
     if [ -f "$d/rps.postman_collection.json" ]; then COMPAT_DIR=$d; break; fi
   done
 fi
-[ -n "${COMPAT_DIR:-}" ] || { echo "compat-rps: no compat folder found (set COMPAT_DIR)" >&2; exit 2; }
+[ -n "${COMPAT_DIR:-}" ] || { echo "compat: no compat folder found (set COMPAT_DIR)" >&2; exit 2; }
 COMPAT_DIR=$(cd "$COMPAT_DIR" && pwd)
 
 if [ -z "${NEWMAN:-}" ]; then
@@ -45,23 +50,19 @@ if [ -z "${NEWMAN:-}" ]; then
 fi
 NEWMAN=$(cd "$(dirname "$NEWMAN")" && pwd)/$(basename "$NEWMAN")
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/amtd-compat-rps.XXXXXX")
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/amtd-compat.XXXXXX")
 SERVER_PID=
 cleanup() {
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  if [ "${KEEP:-}" = 1 ]; then echo "compat-rps: kept $WORK" >&2; else rm -rf "$WORK"; fi
+  if [ "${KEEP:-}" = 1 ]; then echo "compat: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
-# The server: `amtd serve` once it exists, else the API's compat server.
-if grep -qs 'name: *"serve"' cmd/amtd/*.go && go build -o "$WORK/amtd" ./cmd/amtd 2>"$WORK/build.log"; then
-  echo "compat-rps: server: amtd serve" >&2
-  server_cmd() { exec "$WORK/amtd" serve --auth=none --data "$1" --http "$2"; }
-else
-  [ -s "$WORK/build.log" ] && echo "compat-rps: amtd does not build yet; using the API compat server" >&2
-  go build -o "$WORK/compatserver" ./internal/api/apitest/compatserver
-  server_cmd() { exec "$WORK/compatserver" --auth=none --data "$1" --http "$2"; }
-fi
+go build -o "$WORK/amtd" ./cmd/amtd
+server_cmd() {
+  exec "$WORK/amtd" serve --auth=none --admin-user standalone --admin-password 'G@ppm0ym' \
+    --data "$1" --http "$2" --cira 127.0.0.1:0 --mps-host 127.0.0.1 --log-level warn
+}
 
 free_port() {
   node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
@@ -78,10 +79,10 @@ start_server() { # name
       "http://127.0.0.1:$port/api/v1/admin/health" 2>/dev/null; then
       HOST="127.0.0.1:$port"; return 0
     fi
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/$1-server.log" >&2; echo "compat-rps: server exited" >&2; exit 1; }
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/$1-server.log" >&2; echo "compat: server exited" >&2; exit 1; }
     sleep 0.1
   done
-  echo "compat-rps: server did not become healthy" >&2; exit 1
+  echo "compat: server did not become healthy" >&2; exit 1
 }
 
 stop_server() {
@@ -109,19 +110,25 @@ process.exit(unexpected ? 1 : 0);
 EOF
 }
 
+run_suite() { # name collection [newman args…]
+  local name=$1 collection=$2; shift 2
+  start_server "$name"
+  "$NEWMAN" run "$COMPAT_DIR/$collection" --env-var "host=$HOST" "$@" \
+    --reporters cli,json --reporter-json-export "$WORK/$name.json" >"$WORK/$name.txt" 2>&1 || true
+  stop_server
+  report "$WORK/$name.json" "$collection" || status=1
+}
+
 status=0
-
-start_server rps
-"$NEWMAN" run "$COMPAT_DIR/rps.postman_collection.json" -e "$COMPAT_DIR/rps.postman_environment.json" \
-  --env-var "host=$HOST" --reporters cli,json --reporter-json-export "$WORK/rps.json" >"$WORK/rps.txt" 2>&1 || true
-stop_server
-report "$WORK/rps.json" "rps.postman_collection" || status=1
-
-start_server security
-"$NEWMAN" run "$COMPAT_DIR/rps_security_api_test.postman_collection.json" -e "$COMPAT_DIR/rps.postman_environment.json" \
-  --env-var "host=$HOST" -d "$COMPAT_DIR/data/rps_security_api_test.data.json" \
-  --reporters cli,json --reporter-json-export "$WORK/security.json" >"$WORK/security.txt" 2>&1 || true
-stop_server
-report "$WORK/security.json" "rps_security_api_test" || status=1
-
+for suite in ${*:-rps rps-security mps mps-security}; do
+  case $suite in
+    rps) run_suite rps rps.postman_collection.json -e "$COMPAT_DIR/rps.postman_environment.json" ;;
+    rps-security) run_suite rps-security rps_security_api_test.postman_collection.json \
+        -e "$COMPAT_DIR/rps.postman_environment.json" -d "$COMPAT_DIR/data/rps_security_api_test.data.json" ;;
+    mps) run_suite mps MPS.postman_collection.json -e "$COMPAT_DIR/MPS.postman_environment.json" ;;
+    mps-security) run_suite mps-security mps_security_api_test_postman_collection.json \
+        -e "$COMPAT_DIR/MPS.postman_environment.json" -d "$COMPAT_DIR/data/mps_security_api_test_data.json" ;;
+    *) echo "compat: unknown suite $suite" >&2; exit 2 ;;
+  esac
+done
 exit $status
