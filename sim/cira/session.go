@@ -54,6 +54,9 @@ type session struct {
 	grace     *time.Timer
 
 	lastRecv atomic.Int64 // unix nanoseconds of the last message received
+
+	ctx    context.Context // of the channel handlers
+	authed bool            // USERAUTH_SUCCESS received: channels may open
 }
 
 func newSession(c *Client, t target) *session {
@@ -163,6 +166,7 @@ func (s *session) run(ctx context.Context) (connected bool, err error) {
 		connected = !s.since.IsZero()
 		s.mu.Unlock()
 	}()
+	s.ctx = ctx
 	hctx, cancel := context.WithTimeout(ctx, s.c.cfg.HandshakeTimeout)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { s.shutdown(ctx.Err()) })
@@ -195,7 +199,7 @@ func (s *session) run(ctx context.Context) (connected bool, err error) {
 	}
 	_ = tc.SetDeadline(time.Time{})
 	s.established()
-	return true, s.serve(ctx, r)
+	return true, s.serve(r)
 }
 
 // tlsConfig is the device's TLS client: the RSA key-exchange suites AMT
@@ -285,6 +289,7 @@ func (s *session) handshake(r *apf.Reader) error {
 	}
 	switch msg.(type) {
 	case *apf.UserAuthSuccess:
+		s.authed = true // amtd's server may open channels from now on
 	case *apf.UserAuthFailure:
 		return ErrAuthFailed
 	default:
@@ -370,9 +375,14 @@ func (s *session) read(r *apf.Reader) (apf.Message, error) {
 	return msg, nil
 }
 
-// common answers the messages allowed in any state; it reports whether msg
-// was one of them.
+// common answers the messages allowed in any state (channel messages once
+// authenticated); it reports whether msg was one of them.
 func (s *session) common(msg apf.Message) (bool, error) {
+	if s.authed {
+		if handled, err := s.channelMsg(msg); handled || err != nil {
+			return handled, err
+		}
+	}
 	switch m := msg.(type) {
 	case *apf.ProtocolVersion:
 		return true, nil // Console-style echo
@@ -456,7 +466,7 @@ func (s *session) keepaliveTick() {
 }
 
 // serve is the reader loop of an established session.
-func (s *session) serve(ctx context.Context, r *apf.Reader) error {
+func (s *session) serve(r *apf.Reader) error {
 	for {
 		msg, err := s.read(r)
 		if err != nil {
@@ -468,25 +478,6 @@ func (s *session) serve(ctx context.Context, r *apf.Reader) error {
 			continue
 		}
 		switch m := msg.(type) {
-		case *apf.ChannelOpen:
-			if err := s.open(ctx, m); err != nil {
-				return err
-			}
-		case *apf.ChannelData:
-			if ch := s.channel(m.RecipientChannel); ch != nil {
-				ch.deliver(m.Data)
-			}
-		case *apf.ChannelWindowAdjust:
-			if ch := s.channel(m.RecipientChannel); ch != nil && !ch.adjust(m.BytesToAdd) {
-				return s.protocolError("window of channel %d overflows", m.RecipientChannel)
-			}
-		case *apf.ChannelClose:
-			if ch := s.channel(m.RecipientChannel); ch != nil {
-				if ch.remoteClose() {
-					_ = s.writeMsg(&apf.ChannelClose{RecipientChannel: ch.remote})
-				}
-				s.forget(ch)
-			}
 		case *apf.GlobalRequest:
 			if m.WantReply {
 				if err := s.writeMsg(&apf.RequestFailure{}); err != nil {
@@ -497,6 +488,32 @@ func (s *session) serve(ctx context.Context, r *apf.Reader) error {
 			return s.protocolError("unexpected %s", apf.TypeName(msg.Type()))
 		}
 	}
+}
+
+// channelMsg handles the channel messages; it reports whether msg was one.
+func (s *session) channelMsg(msg apf.Message) (bool, error) {
+	switch m := msg.(type) {
+	case *apf.ChannelOpen:
+		return true, s.open(s.ctx, m)
+	case *apf.ChannelData:
+		if ch := s.channel(m.RecipientChannel); ch != nil {
+			ch.deliver(m.Data)
+		}
+	case *apf.ChannelWindowAdjust:
+		if ch := s.channel(m.RecipientChannel); ch != nil && !ch.adjust(m.BytesToAdd) {
+			return true, s.protocolError("window of channel %d overflows", m.RecipientChannel)
+		}
+	case *apf.ChannelClose:
+		if ch := s.channel(m.RecipientChannel); ch != nil {
+			if ch.remoteClose() {
+				_ = s.writeMsg(&apf.ChannelClose{RecipientChannel: ch.remote})
+			}
+			s.forget(ch)
+		}
+	default:
+		return false, nil
+	}
+	return true, nil
 }
 
 // checkData refuses CHANNEL_DATA beyond the credit the device granted,
