@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman"
-	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman/client"
 	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman/cim/power"
+	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman/client"
 
 	ciraserver "github.com/amtd-project/amtd/internal/cira"
 	"github.com/amtd-project/amtd/sim/cira"
