@@ -271,7 +271,8 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 	}
 
 	// The management API reaches devices over CIRA, else on the LAN.
-	mpsOpts := mps.Options{CIRARootCert: func(context.Context) ([]byte, error) { return authority.RootPEM(), nil }}
+	mpsOpts := mps.Options{InstanceID: c.InstanceID,
+		CIRARootCert: func(context.Context) ([]byte, error) { return authority.RootPEM(), nil }}
 	accessOpts := devaccess.Options{Store: st, Secrets: sec, Logger: log}
 	if ciraSrv != nil { // a nil *cira.Server must not become a non-nil interface
 		accessOpts.CIRA = ciraSrv

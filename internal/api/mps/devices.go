@@ -52,9 +52,16 @@ func (h *handlers) deviceJSON(d *store.Device, full bool, nulls map[string]bool)
 		inst = *d.MPSInstance
 	}
 	connected := d.ConnectionStatus
+	lastConnected, lastSeen := d.LastConnected, d.LastSeen
 	if h.opts.CIRA != nil {
-		if _, ok := h.opts.CIRA.Lookup(d.GUID); ok {
+		// A live connection here is fresher than the record (connects are
+		// written in batches; the last keepalive is only kept in memory).
+		if info, ok := h.opts.CIRA.Lookup(d.GUID); ok {
 			connected = true
+			if h.opts.InstanceID != "" {
+				inst = h.opts.InstanceID
+			}
+			lastConnected, lastSeen = &info.ConnectedAt, &info.LastSeen
 		}
 	}
 	o := xmljs.NewObject().
@@ -68,8 +75,8 @@ func (h *handlers) deviceJSON(d *store.Device, full bool, nulls map[string]bool)
 		Set("friendlyName", str("friendlyName", d.FriendlyName)).
 		Set("dnsSuffix", str("dnsSuffix", d.DNSSuffix))
 	if full {
-		o.Set("lastConnected", isoTime(d.LastConnected)).
-			Set("lastSeen", isoTime(d.LastSeen)).
+		o.Set("lastConnected", isoTime(lastConnected)).
+			Set("lastSeen", isoTime(lastSeen)).
 			Set("lastDisconnected", isoTime(d.LastDisconnected))
 	}
 	if d.DeviceInfo != nil {

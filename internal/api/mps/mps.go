@@ -63,6 +63,9 @@ type Options struct {
 	// CIRA is this instance's CIRA server (disconnect, redirect status).
 	// Nil when CIRA is not running.
 	CIRA CIRAConnections
+	// InstanceID is this instance's name (mpsInstance of the devices it
+	// holds).
+	InstanceID string
 	// CIRARootCert returns the CIRA root CA certificate as PEM for
 	// GET /api/v1/ciracert. Nil, an error or an empty result answer MPS's
 	// 500 "MPS root certificate does not exist".
