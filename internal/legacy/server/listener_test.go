@@ -277,4 +277,3 @@ func TestServeStopsSessions(t *testing.T) {
 		t.Fatalf("result = %+v", ev)
 	}
 }
-
