@@ -1,6 +1,7 @@
 package cira_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rsa"
 	"encoding/base64"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman"
 	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman/amt/remoteaccess"
+	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman/amt/userinitiatedconnection"
 	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman/cim/power"
 	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman/client"
 	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman/ips/hostbasedsetup"
@@ -100,7 +102,9 @@ func lanClient(d *device.Device, user, pw string) wsman.Messages {
 
 // configure activates the device in CCM and configures CIRA the way RPS
 // does (activation.md §10.8), through Intel's WS-MAN client on the LAN.
-func (h *harness) configure() {
+func (h *harness) configure() { h.configureWith(true) }
+
+func (h *harness) configureWith(periodic bool) {
 	t := h.t
 	t.Helper()
 	fw := h.d.Firmware()
@@ -125,6 +129,12 @@ func (h *harness) configure() {
 	const sap = "Intel(r) AMT:Management Presence Server 0"
 	if _, err := a.AMT.RemoteAccessService.AddRemoteAccessPolicyRule(remoteaccess.RemoteAccessPolicyRuleRequest{Trigger: remoteaccess.UserInitiated, TunnelLifeTime: 300}, sap); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := a.AMT.UserInitiatedConnectionService.RequestStateChange(userinitiatedconnection.BIOSandOSInterfacesEnabled); err != nil {
+		t.Fatal(err)
+	}
+	if !periodic {
+		return
 	}
 	// the periodic rule makes the device call home
 	if _, err := a.AMT.RemoteAccessService.AddRemoteAccessPolicyRule(remoteaccess.RemoteAccessPolicyRuleRequest{Trigger: remoteaccess.Periodic, ExtendedData: "AAAAAAAAABk="}, sap); err != nil {
@@ -398,6 +408,21 @@ func TestHostileServer(t *testing.T) {
 	c.serve()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// a request larger than the window: the device gives credit back as it
+	// reads (the test channel waits for WINDOW_ADJUST), then answers
+	big, err := c.open(ctx, apf.ChannelForwardedTCPIP, 16992, 81920)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Repeat("x", 20000)
+	go big.Write([]byte("POST /wsman HTTP/1.1\r\nHost: device\r\nContent-Length: 20000\r\n\r\n" + body))
+	big.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(big), nil)
+	if err != nil || resp.StatusCode != 401 {
+		t.Fatalf("big request: %v %v", resp, err)
+	}
+	big.Close()
+
 	ch, err := c.open(ctx, apf.ChannelForwardedTCPIP, 16992, 81920)
 	if err != nil {
 		t.Fatal(err)
@@ -413,5 +438,41 @@ func TestHostileServer(t *testing.T) {
 	}
 	if e := h.waitFor(cira.EventDisconnected); e.Err == nil || !strings.Contains(e.Err.Error(), "protocol error") {
 		t.Fatalf("disconnect reason %v", e.Err)
+	}
+}
+
+// TestUserInitiatedTunnel: without a periodic policy the device connects
+// only when the user asks (trigger 1), and the tunnel ends after the
+// policy's TunnelLifeTime.
+func TestUserInitiatedTunnel(t *testing.T) {
+	p := newPKI(t, mpsName)
+	mps := newTestMPS(t, p.server)
+	h := newDevice(t, p, mps.addr(), func(o *cira.Options) { o.TimeScale = 0.001 }) // lifetime 300 s → 300 ms
+	h.configureWith(false)
+	if st := h.d.CIRA().Status(); st.State != cira.StateIdle {
+		t.Fatalf("without a periodic policy: %+v", st)
+	}
+	if err := h.d.CIRA().UserInitiated(); err != nil {
+		t.Fatal(err)
+	}
+	c := mps.next(10 * time.Second)
+	pv, _ := c.handshake(mpsUser, mpsPassword, 30, 0)
+	if pv.TriggerReason != apf.TriggerUserInitiated {
+		t.Fatalf("trigger %d", pv.TriggerReason)
+	}
+	c.serve()
+	select {
+	case reason := <-c.disconnects:
+		if reason != apf.DisconnectByApplication {
+			t.Fatalf("reason %d", reason)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tunnel did not end")
+	}
+	if e := h.waitFor(cira.EventDisconnected); e.Err == nil || !strings.Contains(e.Err.Error(), "lifetime") {
+		t.Fatalf("end of the tunnel: %v", e.Err)
+	}
+	if st := h.d.CIRA().Status(); st.State != cira.StateIdle || st.Connections != 1 {
+		t.Fatalf("after the tunnel: %+v", st)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -187,17 +188,22 @@ func (s *session) run(ctx context.Context) (connected bool, err error) {
 	if err := tc.HandshakeContext(hctx); err != nil {
 		return false, errorf("TLS with %s: %w", s.target.addr(), err)
 	}
+	return s.apf(tc)
+}
+
+// apf runs the APF session over the (TLS) connection.
+func (s *session) apf(conn net.Conn) (bool, error) {
 	s.wmu.Lock()
-	s.conn = tc
+	s.conn = conn
 	s.wmu.Unlock()
-	_ = tc.SetDeadline(time.Now().Add(s.c.cfg.HandshakeTimeout))
-	r := apf.NewReader(tc, apf.Limits{MaxData: int(s.c.cfg.ChannelWindow)})
+	_ = conn.SetDeadline(time.Now().Add(s.c.cfg.HandshakeTimeout))
+	r := apf.NewReader(conn, apf.Limits{MaxData: int(s.c.cfg.ChannelWindow)})
 	r.RequestSuccessHasPort = func() bool { return true } // the device only sends tcpip-forward
 	r.CheckChannelData = s.checkData
 	if err := s.handshake(r); err != nil {
 		return false, err
 	}
-	_ = tc.SetDeadline(time.Time{})
+	_ = conn.SetDeadline(time.Time{})
 	s.established()
 	return true, s.serve(r)
 }
@@ -465,29 +471,52 @@ func (s *session) keepaliveTick() {
 	}
 }
 
-// serve is the reader loop of an established session.
+// serve is the reader loop of an established session. An idle device
+// waits in waitReadable rather than inside tls.Conn.Read, and the handling
+// of a message happens in functions that are not inlined, so that the
+// runtime can keep the goroutine's stack small.
 func (s *session) serve(r *apf.Reader) error {
 	for {
-		msg, err := s.read(r)
+		msg, err := s.await(r)
 		if err != nil {
 			return err
 		}
-		if handled, err := s.common(msg); err != nil {
+		if err := s.dispatch(msg); err != nil {
 			return err
-		} else if handled {
-			continue
-		}
-		switch m := msg.(type) {
-		case *apf.GlobalRequest:
-			if m.WantReply {
-				if err := s.writeMsg(&apf.RequestFailure{}); err != nil {
-					return err
-				}
-			}
-		default:
-			return s.protocolError("unexpected %s", apf.TypeName(msg.Type()))
 		}
 	}
+}
+
+// await returns the next message, first without blocking (what TLS has
+// already decrypted), then after the socket became readable.
+//
+//go:noinline
+func (s *session) await(r *apf.Reader) (apf.Message, error) {
+	if r.Buffered() == 0 && s.raw != nil {
+		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+		msg, err := s.read(r)
+		_ = s.conn.SetReadDeadline(time.Time{})
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return msg, err
+		}
+		waitReadable(s.raw)
+	}
+	return s.read(r)
+}
+
+//go:noinline
+func (s *session) dispatch(msg apf.Message) error {
+	if handled, err := s.common(msg); err != nil || handled {
+		return err
+	}
+	switch m := msg.(type) {
+	case *apf.GlobalRequest:
+		if m.WantReply {
+			return s.writeMsg(&apf.RequestFailure{})
+		}
+		return nil
+	}
+	return s.protocolError("unexpected %s", apf.TypeName(msg.Type()))
 }
 
 // channelMsg handles the channel messages; it reports whether msg was one.
