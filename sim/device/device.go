@@ -1,7 +1,11 @@
 // Package device runs a simulated Intel AMT device on the network: WS-MAN
 // over HTTP on its address (port 16992) with AMT's digest authentication and
 // HTTP framing, and HTTPS on 16993 once TLS is configured and committed
-// (or from the start on TLS-enforced AMT 19+ firmware).
+// (or from the start on TLS-enforced AMT 19+ firmware); optionally the
+// redirection protocol (SOL, IDE-R, KVM; package sim/redir) on 16994
+// (Config.RedirAddrs); and, with Config.CIRA, the CIRA client (package
+// sim/cira) that calls the configured MPS home and serves WS-MAN and
+// redirection over its channels (ChannelHandler).
 package device
 
 import (
