@@ -394,12 +394,13 @@ func (r *run) configure(ctx context.Context) (*provision.Result, provision.Confi
 	rt := &connTransport{addr: r.addr, dial: func(ctx context.Context) (net.Conn, error) { return d.tlsConn(ctx, r.addr, cfg) }}
 	cl := amt.NewClient(rt, amt.Params{Target: r.ip, Username: "admin", Password: r.newAMT, UseTLS: true, Timeout: r.s.timing.CallTimeout})
 	r.j.Info(ctx, "legacy.configure", "configuring per profile "+r.prof.Name+" over TLS (pinned to the installed certificate)")
-	// TLSEnforced: the session runs on the device's TLS port, so the
-	// engine's unconfiguration must not switch TLS off under it (it also
-	// skips Ethernet Puts; see the package report).
+	// KeepTLS: the session runs on the device's TLS port, so the engine's
+	// unconfiguration must not switch TLS off under it. A certificate the
+	// profile's TLS step installs is staged in the device's credentials
+	// before the device gets it, so the pinned transport accepts it.
 	return r.s.cfg.Engine.Configure(ctx, &provision.Target{
 		Client: cl, GUID: r.guid, TenantID: r.entry.TenantID, Hostname: r.hostname, DNSSuffix: r.domain,
-		ControlMode: 2, TLSEnforced: true, Journal: r.j,
+		ControlMode: 2, KeepTLS: true, Journal: r.j,
 	}, r.prof)
 }
 
