@@ -194,7 +194,7 @@ func TestPKIRefusals(t *testing.T) {
 	dev := legacytest.NewSetupDevice(t, fw, legacytest.DeviceOptions{AnySetupPassword: true})
 	const uuidC = "11111111-2222-3333-4444-555555555555"
 	w.allow(t,
-		store.LegacyDevice{GUID: uuidA, ProfileName: "acm"},                                // domain unknown to amtd
+		store.LegacyDevice{GUID: uuidA, ProfileName: "acm"},                               // domain unknown to amtd
 		store.LegacyDevice{GUID: uuidB, ProfileName: "acm", DNSSuffix: "lab.example.com"}, // CN does not fit
 		store.LegacyDevice{GUID: uuidC, ProfileName: "acm"},
 	)
