@@ -476,3 +476,31 @@ func TestUserInitiatedTunnel(t *testing.T) {
 		t.Fatalf("after the tunnel: %+v", st)
 	}
 }
+
+// TestStopsWhenMPSDeleted: deleting the MPS (on the LAN) disconnects with
+// DISCONNECT(BY_POLICY) and the device stays idle.
+func TestStopsWhenMPSDeleted(t *testing.T) {
+	p := newPKI(t, mpsName)
+	mps := newTestMPS(t, p.server)
+	h := newDevice(t, p, mps.addr(), nil)
+	h.configure()
+	c := mps.next(10 * time.Second)
+	c.handshake(mpsUser, mpsPassword, 30, 0)
+	h.waitFor(cira.EventConnected)
+	c.serve()
+	if _, err := lanClient(h.d, "admin", adminPassword).AMT.ManagementPresenceRemoteSAP.Delete("Intel(r) AMT:Management Presence Server 0"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case reason := <-c.disconnects:
+		if reason != apf.DisconnectByPolicy {
+			t.Fatalf("reason %d", reason)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no DISCONNECT after deleting the MPS")
+	}
+	h.waitFor(cira.EventDisconnected)
+	if st := h.d.CIRA().Status(); st.State != cira.StateIdle {
+		t.Fatalf("status %+v", st)
+	}
+}

@@ -11,6 +11,12 @@ func (c *Call) initiator() firmware.Initiator {
 	return firmware.DigestInitiator(c.Session.User, c.Session.Addr)
 }
 
+// audit records an event caused by the caller.
+func (c *Call) audit(appID, eventID int, desc string) {
+	in := c.initiator()
+	c.FW.Audit(firmware.AuditRecord{AppID: appID, EventID: eventID, InitiatorType: in.Type, Initiator: in.User, NetAddress: in.Addr, Event: desc})
+}
+
 func (c *Call) amtMajor() int {
 	var v string
 	c.FW.View(func(s *S) { v = s.Versions.AMT })

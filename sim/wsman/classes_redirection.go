@@ -40,8 +40,29 @@ func redirectionService() *Class {
 				if !ok || st < 32768 || st > 32771 {
 					return RV(cimInvalidParameter), nil
 				}
-				err := c.FW.Update(func(s *S) error { s.Redirection.EnabledState = int(st); return nil })
-				return RV(0), err
+				var old int
+				err := c.FW.Update(func(s *S) error {
+					old, s.Redirection.EnabledState = s.Redirection.EnabledState, int(st)
+					return nil
+				})
+				if err != nil {
+					return nil, err
+				}
+				// IDE-R is bit 0, SOL bit 1 of the state above 32768
+				was, now := old-32768, int(st)-32768
+				for _, f := range []struct {
+					bit     int
+					on, off int
+					name    string
+				}{{1, 2, 3, "IDE-R"}, {2, 6, 7, "SoL"}} {
+					switch {
+					case now&f.bit != 0 && was&f.bit == 0:
+						c.audit(firmware.AuditRedirectionManager, f.on, f.name+" enabled")
+					case now&f.bit == 0 && was&f.bit != 0:
+						c.audit(firmware.AuditRedirectionManager, f.off, f.name+" disabled")
+					}
+				}
+				return RV(0), nil
 			},
 		},
 	}
@@ -80,12 +101,23 @@ func kvmRedirectionSAP() *Class {
 				if !ok || (st != 2 && st != 3) {
 					return RV(cimInvalidParameter), nil
 				}
+				var was bool
 				err := c.FW.Update(func(s *S) error {
+					was = s.Redirection.KVMEnabled
 					s.Redirection.KVMEnabled = st == 2
 					s.Redirection.KVMRequested = int(st)
 					return nil
 				})
-				return RV(0), err
+				if err != nil {
+					return nil, err
+				}
+				switch {
+				case st == 2 && !was:
+					c.audit(firmware.AuditRedirectionManager, 10, "KVM enabled")
+				case st == 3 && was:
+					c.audit(firmware.AuditRedirectionManager, 11, "KVM disabled")
+				}
+				return RV(0), nil
 			},
 		},
 	}
@@ -116,6 +148,7 @@ func optInService() *Class {
 		},
 		Put: func(c *Call, _ *Instance) (*Instance, error) {
 			var out *Instance
+			var policyChanged bool
 			err := c.FW.Update(func(s *S) error {
 				o := s.OptIn
 				if v, ok := c.IntParam("OptInRequired"); ok {
@@ -139,12 +172,16 @@ func optInService() *Class {
 					}
 					o.CodeTimeout = int(v)
 				}
+				policyChanged = o.Required != s.OptIn.Required
 				s.OptIn = o
 				out = optInInstance(c, s)
 				return nil
 			})
 			if err != nil {
 				return nil, err
+			}
+			if policyChanged {
+				c.audit(firmware.AuditUserOptIn, 0, "Opt-in policy changed")
 			}
 			return withState(c, out), nil
 		},
@@ -155,7 +192,9 @@ func optInService() *Class {
 				if !ok {
 					return RV(firmware.OptInInvalidCode), nil
 				}
-				return RV(c.FW.SendOptInCode(int(code))), nil
+				rv := c.FW.SendOptInCode(int(code))
+				c.audit(firmware.AuditUserOptIn, 1, "Consent code sent")
+				return RV(rv), nil
 			},
 			"CancelOptIn": func(c *Call) (*Output, error) { return RV(c.FW.CancelOptIn()), nil },
 		},
