@@ -8,9 +8,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,8 +40,10 @@ func giveConsent(t *testing.T, fw *firmware.Firmware) {
 		t.Fatalf("StartOptIn %d", rv)
 	}
 	code, _ := fw.DisplayedOptInCode()
-	var n int
-	fmt.Sscan(code, &n)
+	n, err := strconv.Atoi(code) // not fmt.Sscan: a leading 0 would read as octal
+	if err != nil {
+		t.Fatal(err)
+	}
 	if rv := fw.SendOptInCode(n); rv != 0 {
 		t.Fatalf("SendOptInCode %d", rv)
 	}
