@@ -171,4 +171,7 @@ type Store interface {
 
 	// Legacy provisioning: allow-list, hello events, PSK pairs (legacy.go).
 	Legacy
+
+	// Instance leases of several instances sharing the database (instances.go).
+	Instances
 }

@@ -51,6 +51,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LegacyDevices", testLegacyDevices},
 		{"HelloEvents", testHelloEvents},
 		{"PSKPairs", testPSKPairs},
+		{"InstanceLeases", testInstanceLeases},
+		{"InstanceRelease", testInstanceRelease},
+		{"InstanceReap", testInstanceReap},
+		{"InstanceClaimRace", testInstanceClaimRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
