@@ -41,9 +41,13 @@ type Services interface {
 	ChannelHandler(port uint16) func(ctx context.Context, conn net.Conn)
 }
 
-// ForwardedPorts are the ports AMT asks the MPS to forward, in the order
+// forwardedPorts are the ports AMT asks the MPS to forward, in the order
 // AMT sends them (spec/mps.md §2.3.5).
-var ForwardedPorts = []uint16{16993, 16992, 664, 623, 16995, 16994, 5900}
+var forwardedPorts = [...]uint16{16993, 16992, 664, 623, 16995, 16994, 5900}
+
+// ForwardedPorts returns the ports the device asks the MPS to forward, in
+// AMT's order.
+func ForwardedPorts() []uint16 { return slices.Clone(forwardedPorts[:]) }
 
 // Options tune a device's CIRA client. Zero values mean the defaults.
 type Options struct {
@@ -496,6 +500,11 @@ func (c *Client) finished(s *session, connected bool, err error) {
 	}
 	closed := c.closed
 	c.mu.Unlock()
+	if connected {
+		c.log.Info("cira: disconnected", "server", s.target.addr(), "err", err)
+	} else {
+		c.log.Debug("cira: connection attempt failed", "server", s.target.addr(), "err", err)
+	}
 	if connected {
 		c.emit(Event{Kind: EventDisconnected, Server: s.target.addr(), Trigger: s.target.trigger, Err: err})
 	} else {

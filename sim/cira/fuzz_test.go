@@ -42,7 +42,7 @@ func FuzzSession(f *testing.F) {
 		f.Fatal(err)
 	}
 	handshake := []apf.Message{&apf.ServiceAccept{Service: apf.ServiceAuth}, &apf.UserAuthSuccess{}, &apf.ServiceAccept{Service: apf.ServicePortForward}}
-	for _, p := range ForwardedPorts {
+	for _, p := range forwardedPorts {
 		handshake = append(handshake, &apf.RequestSuccess{HasPort: true, Port: uint32(p)})
 	}
 	handshake = append(handshake, &apf.KeepaliveOptionsRequest{Interval: 30})

@@ -76,7 +76,7 @@ func TestWithAmtdPresenceServer(t *testing.T) {
 	if e := h.waitFor(cira.EventKeepaliveOptions); e.Interval != 300*time.Millisecond {
 		t.Fatalf("keepalive %v", e.Interval)
 	}
-	if li, ok := srv.Lookup(uuid); !ok || !slices.Equal(li.Ports, cira.ForwardedPorts) {
+	if li, ok := srv.Lookup(uuid); !ok || !slices.Equal(li.Ports, cira.ForwardedPorts()) {
 		t.Fatalf("forwarded ports %+v", li)
 	}
 

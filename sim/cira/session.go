@@ -309,7 +309,7 @@ func (s *session) handshake(r *apf.Reader) error {
 	}
 	var host string
 	s.c.fw.View(func(st *firmware.State) { host = st.Network.HostName })
-	for _, p := range ForwardedPorts {
+	for _, p := range forwardedPorts {
 		if err := s.writeMsg(&apf.GlobalRequest{Name: apf.RequestTCPIPForward, WantReply: true, Address: host, Port: uint32(p)}); err != nil {
 			return err
 		}
@@ -584,7 +584,7 @@ func (s *session) open(ctx context.Context, m *apf.ChannelOpen) error {
 	if m.ChannelType != apf.ChannelForwardedTCPIP && m.ChannelType != apf.ChannelDirectTCPIP {
 		return fail(apf.OpenUnknownChannelType)
 	}
-	if m.ConnectedPort > 65535 || !slices.Contains(ForwardedPorts, uint16(m.ConnectedPort)) {
+	if m.ConnectedPort > 65535 || !slices.Contains(forwardedPorts[:], uint16(m.ConnectedPort)) {
 		return fail(apf.OpenConnectFailed)
 	}
 	port := uint16(m.ConnectedPort)
