@@ -61,6 +61,10 @@ func (s *session) runActivation(ctx context.Context, pl *plan) rpcproto.Outcome 
 		return s.fail(errStatus("Device belongs to another tenant. Please unprovision and re-activate device."))
 	}
 	s.conn.Progress("Starting provisioning")
+	if err := s.startPath(ctx, pl.creds); err != nil {
+		s.res.Components.Activation.Details = statusText(err)
+		return s.fail(err)
+	}
 
 	s.profile = prof.Name
 	var (
@@ -70,6 +74,8 @@ func (s *session) runActivation(ctx context.Context, pl *plan) rpcproto.Outcome 
 	switch {
 	case p.CurrentMode == 0 && !pl.acm:
 		status, err = s.activateCCM(ctx, prof)
+	case p.CurrentMode == 0 && pl.tlsACM:
+		status, err = s.activateTLSACM(ctx, pl)
 	case p.CurrentMode == 0:
 		status, err = s.activateACM(ctx, prof)
 	case p.CurrentMode == 1 && pl.acm:
@@ -98,10 +104,7 @@ func (s *session) runActivation(ctx context.Context, pl *plan) rpcproto.Outcome 
 		return s.fail(err)
 	}
 
-	t := &Target{Client: s.client, GUID: s.guid, TenantID: s.tenant, Hostname: s.p.Hostname,
-		DNSSuffix: s.p.FQDN, ControlMode: controlMode, TLSEnforced: s.p.TLSEnforced,
-		General: &s.general, Wait: s.conn.Wait, Progress: s.conn.Progress, Journal: s.j}
-	out := s.e.configure(ctx, t, prof, s.res)
+	out := s.e.configure(ctx, s.target(controlMode), prof, s.res)
 	if err := s.register(ctx, prof, controlMode, out.MPSUsername, s.res); err != nil {
 		return s.fail(err)
 	}
@@ -114,6 +117,15 @@ func (s *session) runActivation(ctx context.Context, pl *plan) rpcproto.Outcome 
 	}
 	s.j.OK(ctx, "activate.done", status)
 	return rpcproto.Outcome{Success: true, Message: s.res.status(status).String()}
+}
+
+// target describes the device to the configuration steps, with the
+// session's TLS path hooks (tunnel.go).
+func (s *session) target(controlMode int) *Target {
+	return &Target{Client: s.client, GUID: s.guid, TenantID: s.tenant, Hostname: s.p.Hostname,
+		DNSSuffix: s.p.FQDN, ControlMode: controlMode, TLSEnforced: s.p.TLSEnforced,
+		KeepTLS: s.onTLS, TLSConfigured: s.tlsDone, TLSIssued: s.tlsIssued, TLSCommitted: s.tlsCommitted,
+		General: &s.general, Wait: s.conn.Wait, Progress: s.conn.Progress, Journal: s.j}
 }
 
 // activateCCM: Setup with the profile's password (activation.md §4).
@@ -160,7 +172,120 @@ func (s *session) activateCCM(ctx context.Context, prof *store.Profile) (string,
 	if err := s.switchToAdmin(ctx, pw); err != nil {
 		return "", err
 	}
+	if s.p.TLSEnforced {
+		// CCM over TLS needs an explicit commit (activation.md §4.4); a
+		// device that does not take it goes back to pre-provisioning, as
+		// rpc-go's local activation does.
+		if err := s.e.commitChanges(ctx, s.client); err != nil {
+			s.j.Fail(ctx, "activate.commit", err)
+			return "", s.rollBack(ctx, err, func(string) string { return "Failed to activate in client control mode." })
+		}
+		s.j.OK(ctx, "activate.commit", "CommitChanges after Setup over TLS")
+		if err := s.tlsRollover(ctx); err != nil {
+			return "", err
+		}
+	}
 	return "Client control mode.", nil
+}
+
+// tlsRollover waits for AMT to restart its TLS stack (delay_tls_timer) and
+// drops the tunnel's idle connection, so the next call starts a new TLS
+// session.
+func (s *session) tlsRollover(ctx context.Context) error {
+	if err := s.wait(ctx, s.e.timing.TLSDelay); err != nil {
+		return err
+	}
+	if c, ok := s.tlsRT.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+	return nil
+}
+
+// activateTLSACM is RPS's ACM activation for AMT 19+ and --tls-tunnel
+// clients (activation.md §7, §8): CCM with Setup, amtd's TLS certificate,
+// then UpgradeClientToAdmin over TLS pinned to that certificate,
+// CommitChanges and the MEBx password. A failure once the device is in CCM
+// returns it to pre-provisioning (Unprovision(1)) and reports
+// "<error>.ACM activation failed.".
+func (s *session) activateTLSACM(ctx context.Context, pl *plan) (string, error) {
+	pc, err := s.domainCert(ctx)
+	if err != nil {
+		return "", err
+	}
+	if _, err := s.activateCCM(ctx, pl.profile); err != nil {
+		return "", err
+	}
+	s.j.Info(ctx, "acm.tls", "Client control mode (TLS activation Phase 1).")
+	if err := s.acmOverTLS(ctx, pl.profile, pc, false); err != nil {
+		return "", s.rollBack(ctx, err, func(st string) string { return st + ".ACM activation failed." })
+	}
+	return "Activated to admin control mode.", nil
+}
+
+// acmOverTLS is the second phase of the AMT 19 ACM flow on a device in CCM
+// with the admin client: amtd's TLS certificate unless the device has one
+// (haveCert), the TLS rollover, then the upgrade, CommitChanges and the
+// MEBx password over the new TLS session (activation.md §7.4–7.7).
+func (s *session) acmOverTLS(ctx context.Context, prof *store.Profile, pc *provisioningCert, haveCert bool) error {
+	if !haveCert {
+		if err := s.tlsSubflow(ctx, prof); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			return errStatus(fmt.Sprintf("TLS ACM setup failed for device %s", s.guid))
+		}
+	}
+	if err := s.upgradeCall(ctx, pc); err != nil {
+		return err
+	}
+	if err := s.e.commitChanges(ctx, s.client); err != nil {
+		s.j.Fail(ctx, "acm.commit", err)
+		return errStatus("Failed to upgrade to admin control mode.")
+	}
+	s.j.OK(ctx, "acm.commit", "CommitChanges after UpgradeClientToAdmin")
+	return s.setMEBx(ctx, prof)
+}
+
+// tlsSubflow installs amtd's TLS certificate with the profile's tlsMode, or
+// server authentication with non-TLS connections still allowed when the
+// profile configures no TLS (mode 2: the least change to the device's
+// network interface); the session's path follows the rollover.
+func (s *session) tlsSubflow(ctx context.Context, prof *store.Profile) error {
+	mode := 2
+	if prof.TLSMode != nil && *prof.TLSMode >= 1 && *prof.TLSMode <= 4 {
+		mode = *prof.TLSMode
+	}
+	t := s.target(1)
+	c := &configRun{e: s.e, t: t, p: prof, res: s.res, j: s.j}
+	if err := c.tlsWithMode(ctx, mode); err != nil {
+		return err
+	}
+	s.tlsDone = true
+	s.client = t.Client
+	return nil
+}
+
+// rollBack returns a device activated in this session to pre-provisioning
+// after a later step failed (Unprovision(1)) and forgets its credentials.
+// msg builds the Status from the failure's; when the device cannot be
+// unprovisioned it stays activated with the credentials amtd holds.
+func (s *session) rollBack(ctx context.Context, cause error, msg func(status string) string) error {
+	st := statusText(cause)
+	if ctx.Err() != nil {
+		// The device cannot be reached any more; it keeps credentials
+		// amtd holds, and activation again completes it (resume.go).
+		return cause
+	}
+	if err := s.e.unprovision(ctx, s.client); err != nil {
+		s.j.Fail(ctx, "activate.rollback", fmt.Errorf("Unprovision(1) after %q: %w", st, err))
+		return errStatus("Failed to deactivate device after ACM failure: " + statusText(err))
+	}
+	s.activated = 0
+	s.j.OK(ctx, "activate.rollback", "Unprovision(1): the device is back in pre-provisioning after: "+st)
+	if err := devcreds.Delete(context.WithoutCancel(ctx), s.e.cfg.Secrets, s.guid); err != nil {
+		s.j.Fail(ctx, "activate.rollback", err)
+	}
+	return errStatus(msg(st))
 }
 
 // switchToAdmin waits for the firmware to settle after activation and
@@ -361,7 +486,9 @@ func (s *session) activateACM(ctx context.Context, prof *store.Profile) (string,
 }
 
 // upgrade: CCM → ACM with UpgradeClientToAdmin (activation.md §6.2), then
-// the MEBx password and the password rotation.
+// the MEBx password and the password rotation. On AMT 19+ (and for a
+// --tls-tunnel client) the device first gets amtd's TLS certificate if it
+// has none, and the upgrade is committed (§7).
 func (s *session) upgrade(ctx context.Context, pl *plan) (string, error) {
 	pc, err := s.domainCert(ctx)
 	if err != nil {
@@ -370,56 +497,69 @@ func (s *session) upgrade(ctx context.Context, pl *plan) (string, error) {
 	if err := s.authenticate(ctx, pl.passwords, pl.creds); err != nil {
 		return "", err
 	}
-	fwNonce, mode, err := s.injectChain(ctx, pc, 1)
-	if err != nil {
-		return "", err
-	}
-	status := "Upgraded to admin control mode."
-	if mode != 1 && mode != 2 {
-		s.j.FailText(ctx, "acm.upgrade", fmt.Sprintf("the device is in control mode %d", mode))
-		return "", errStatus("Failed to upgrade to admin control mode.")
-	}
-	if mode == 2 {
-		s.j.Skipped(ctx, "acm.upgrade", "the device is already in admin control mode")
-	} else {
-		mcNonce, sig, err := signNonces(s.e.cfg.Rand, pc.key, fwNonce)
-		if err != nil {
-			s.j.Fail(ctx, "acm.sign", err)
-			return "", errStatus("Failed to upgrade to admin control mode.")
-		}
-		var rv hostbasedsetup.SetupReturnValue = -1
-		err = s.e.do(amt.NoRetry(ctx), s.client, func(m wsman.Messages) error {
-			r, err := m.IPS.HostBasedSetupService.UpgradeClientToAdmin(mcNonce, hostbasedsetup.SigningAlgorithmRSASHA2256, sig)
-			if r.Body.UpgradeClientToAdmin_OUTPUT.XMLName.Local != "" {
-				rv = r.Body.UpgradeClientToAdmin_OUTPUT.ReturnValue
-				return nil
-			}
-			return err
-		})
-		if err == nil && rv == 0 {
-			s.j.OK(ctx, "acm.upgrade", "UpgradeClientToAdmin succeeded")
-		} else {
-			if err != nil {
-				s.j.Fail(ctx, "acm.upgrade", err)
-			} else {
-				s.j.FailText(ctx, "acm.upgrade", fmt.Sprintf("UpgradeClientToAdmin returned %d (%s)", rv, rv))
-			}
-			if !s.verifyActivated(ctx, 2, s.password) {
-				return "", errStatus("Failed to upgrade to admin control mode.")
-			}
-		}
-		s.activated = 2
-		if err := s.switchToAdmin(ctx, s.password); err != nil {
+	if pl.tlsACM {
+		haveCert := pl.creds != nil && pl.creds.Current(devcreds.TLSCert) != ""
+		if err := s.acmOverTLS(ctx, pl.profile, pc, haveCert); err != nil {
 			return "", err
 		}
-	}
-	if err := s.setMEBx(ctx, pl.profile); err != nil {
-		return "", err
+	} else {
+		if err := s.upgradeCall(ctx, pc); err != nil {
+			return "", err
+		}
+		if err := s.setMEBx(ctx, pl.profile); err != nil {
+			return "", err
+		}
 	}
 	if err := s.rotatePassword(ctx, pl.profile); err != nil {
 		return "", err
 	}
-	return status, nil
+	return "Upgraded to admin control mode.", nil
+}
+
+// upgradeCall injects the provisioning chain and moves a CCM device to
+// ACM with UpgradeClientToAdmin (a device already in ACM is left as is),
+// then continues as admin once the firmware settled.
+func (s *session) upgradeCall(ctx context.Context, pc *provisioningCert) error {
+	fwNonce, mode, err := s.injectChain(ctx, pc, 1)
+	if err != nil {
+		return err
+	}
+	if mode != 1 && mode != 2 {
+		s.j.FailText(ctx, "acm.upgrade", fmt.Sprintf("the device is in control mode %d", mode))
+		return errStatus("Failed to upgrade to admin control mode.")
+	}
+	if mode == 2 {
+		s.j.Skipped(ctx, "acm.upgrade", "the device is already in admin control mode")
+		return nil
+	}
+	mcNonce, sig, err := signNonces(s.e.cfg.Rand, pc.key, fwNonce)
+	if err != nil {
+		s.j.Fail(ctx, "acm.sign", err)
+		return errStatus("Failed to upgrade to admin control mode.")
+	}
+	var rv hostbasedsetup.SetupReturnValue = -1
+	err = s.e.do(amt.NoRetry(ctx), s.client, func(m wsman.Messages) error {
+		r, err := m.IPS.HostBasedSetupService.UpgradeClientToAdmin(mcNonce, hostbasedsetup.SigningAlgorithmRSASHA2256, sig)
+		if r.Body.UpgradeClientToAdmin_OUTPUT.XMLName.Local != "" {
+			rv = r.Body.UpgradeClientToAdmin_OUTPUT.ReturnValue
+			return nil
+		}
+		return err
+	})
+	if err == nil && rv == 0 {
+		s.j.OK(ctx, "acm.upgrade", "UpgradeClientToAdmin succeeded")
+	} else {
+		if err != nil {
+			s.j.Fail(ctx, "acm.upgrade", err)
+		} else {
+			s.j.FailText(ctx, "acm.upgrade", fmt.Sprintf("UpgradeClientToAdmin returned %d (%s)", rv, rv))
+		}
+		if !s.verifyActivated(ctx, 2, s.password) {
+			return errStatus("Failed to upgrade to admin control mode.")
+		}
+	}
+	s.activated = 2
+	return s.switchToAdmin(ctx, s.password)
 }
 
 // reconfigure: an activated device with a matching profile (activation.md

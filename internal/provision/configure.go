@@ -23,6 +23,22 @@ type Target struct {
 	DNSSuffix   string
 	ControlMode int  // 1 CCM, 2 ACM
 	TLSEnforced bool // AMT 19+ TLS-enforced: Ethernet Puts are skipped
+	// KeepTLS: the unconfiguration leaves the device's TLS settings and
+	// TLS credential context in place (the client reaches the device over
+	// TLS, whose configuration the session must not cut under itself).
+	// TLS-enforced devices always keep theirs.
+	KeepTLS bool
+	// TLSConfigured: TLS was configured earlier in the session; the TLS
+	// step is not repeated (and the unconfiguration keeps it).
+	TLSConfigured bool
+	// TLSIssued, when set, learns the certificate the TLS step issued,
+	// once it is durable and before the device gets it.
+	TLSIssued func(der []byte)
+	// TLSCommitted, when set, runs after the TLS step committed a new TLS
+	// configuration with that certificate and tlsMode: the path to the
+	// device may change with it (a port switch to 16993, a new pinned TLS
+	// session). It returns the client to continue with (nil: Client).
+	TLSCommitted func(ctx context.Context, cert []byte, mode int) (*amt.Client, error)
 	// General is AMT_GeneralSettings if already read (nil: read it).
 	General *general.GeneralSettingsResponse
 	// Wait pauses for firmware delays (nil: a plain timer).
@@ -143,7 +159,11 @@ func (c *configRun) run(ctx context.Context) ConfigureOutcome {
 	if ctx.Err() == nil {
 		c.features(ctx) // failures are logged only (activation.md §10)
 	}
-	if ctx.Err() == nil && c.p.TLSMode != nil {
+	switch {
+	case ctx.Err() != nil:
+	case c.t.TLSConfigured:
+		c.j.Skipped(ctx, "tls", "TLS was configured earlier in this session")
+	case c.p.TLSMode != nil:
 		if err := c.tls(ctx); err != nil {
 			c.failStep(err)
 		}

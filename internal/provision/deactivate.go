@@ -8,6 +8,7 @@ import (
 	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman"
 	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman/amt/setupandconfiguration"
 
+	"github.com/amtd-project/amtd/internal/amt"
 	"github.com/amtd-project/amtd/internal/devcreds"
 	"github.com/amtd-project/amtd/internal/rpcproto"
 	"github.com/amtd-project/amtd/internal/store"
@@ -27,9 +28,6 @@ func (e *Engine) deactivate(ctx context.Context, req rpcproto.Request, conn Conn
 	if msg := checkAMTVersion(p, "deactivation"); msg != "" {
 		return e.reject(ctx, req, "deactivate.validate", msg)
 	}
-	if p.TLSEnforced {
-		return e.reject(ctx, req, "deactivate.validate", fmt.Sprintf("Device %s deactivation failed. Devices enforcing TLS on local ports (AMT 19 and later) are not supported by this server yet.", p.UUID))
-	}
 	unlock, err := e.lockDevice(ctx, p.UUID)
 	if err != nil {
 		return rpcproto.Outcome{Message: busyMessage(p.UUID)}
@@ -42,22 +40,13 @@ func (e *Engine) deactivate(ctx context.Context, req rpcproto.Request, conn Conn
 	s := e.newSession(req, conn)
 	s.j.Info(ctx, "deactivate.start", fmt.Sprintf("device mode %d, forced %v", p.CurrentMode, req.Command.Force))
 	status := func(st string) string { return rpcproto.StatusMessage{Status: st}.String() }
+	if err := s.startPath(ctx, creds); err != nil {
+		return rpcproto.Outcome{Message: status(statusText(err))}
+	}
 	if err := s.authenticate(ctx, passwords, creds); err != nil {
 		return rpcproto.Outcome{Message: status(statusText(err))}
 	}
-	rv := -1
-	err = e.do(ctx, s.client, func(m wsman.Messages) error {
-		r, err := m.AMT.SetupAndConfigurationService.Unprovision(setupandconfiguration.AdminControlMode)
-		if r.Body.Unprovision_OUTPUT.XMLName.Local != "" {
-			rv = int(r.Body.Unprovision_OUTPUT.ReturnValue)
-			return nil
-		}
-		return err
-	})
-	if err == nil {
-		err = checkRV("Unprovision", rv)
-	}
-	if err != nil {
+	if err := e.unprovision(ctx, s.client); err != nil {
 		// The device may or may not have acted: keep its credentials.
 		s.j.Fail(ctx, "deactivate.unprovision", err)
 		return rpcproto.Outcome{Message: status("Failed to deactivate device: " + statusText(err))}
@@ -84,4 +73,22 @@ func (e *Engine) deactivate(ctx context.Context, req rpcproto.Request, conn Conn
 func (e *Engine) reject(ctx context.Context, req rpcproto.Request, step, msg string) rpcproto.Outcome {
 	e.NewJournal(req.Payload.UUID, req.TenantID, req.ConnID).FailText(ctx, step, msg)
 	return rpcproto.Outcome{Message: msg}
+}
+
+// unprovision is AMT_SetupAndConfigurationService.Unprovision(1): back to
+// pre-provisioning, for CCM and ACM alike (activation.md §11).
+func (e *Engine) unprovision(ctx context.Context, cl *amt.Client) error {
+	rv := -1
+	err := e.do(ctx, cl, func(m wsman.Messages) error {
+		r, err := m.AMT.SetupAndConfigurationService.Unprovision(setupandconfiguration.AdminControlMode)
+		if r.Body.Unprovision_OUTPUT.XMLName.Local != "" {
+			rv = int(r.Body.Unprovision_OUTPUT.ReturnValue)
+			return nil
+		}
+		return err
+	})
+	if err == nil {
+		err = checkRV("Unprovision", rv)
+	}
+	return err
 }

@@ -27,14 +27,24 @@
 //     success only if the device is in the new mode *and* accepts the new
 //     password.
 //   - The tenant check applies to pre-provisioning devices too.
-//   - AMT 19+ devices that enforce TLS on local ports are refused (the
-//     rpc-go TLS tunnel is not available in the relay yet); AMT 19+ devices
-//     that do not enforce it activate in ACM directly.
+//   - AMT 19+ and --tls-tunnel (tunnel.go): amtd bundles no Intel On-Die
+//     CA roots. Before amtd installed its own TLS certificate, the device's
+//     certificate is accepted unverified unless Config.ODCARoots is set;
+//     afterwards it is pinned to the certificates amtd issued. The ACM
+//     checks (certificate hashes, DNS suffix, domain) are made before any
+//     WS-MAN call although the AMT 19 action starts as CCM, so a device is
+//     never activated in CCM only to be unprovisioned for a missing domain.
+//   - Unconfiguration keeps the TLS configuration of a device reached over
+//     TLS (and of one whose TLS was set up earlier in the session), as RPS
+//     does for TLS-enforced devices: disabling it would cut the session's
+//     own connection.
 package provision
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -71,6 +81,10 @@ type Timing struct {
 	// LockTimeout bounds the wait for another session on the same device
 	// to finish. Zero means 2 minutes.
 	LockTimeout time.Duration
+	// ReconnectDelay is the pause before a WS-MAN call through the TLS
+	// tunnel is retried after the connection failed (connection_reset, TLS
+	// error): AMT may be restarting its TLS stack (delay_tls_timer, 15 s).
+	ReconnectDelay time.Duration
 }
 
 // DefaultTiming returns RPS's waits.
@@ -82,6 +96,7 @@ func DefaultTiming() Timing {
 		CallTimeout:     45 * time.Second, // ≥ 3 relayed attempts of 12 s
 		TLSCallTimeout:  60 * time.Second,
 		LockTimeout:     2 * time.Minute,
+		ReconnectDelay:  15 * time.Second,
 	}
 }
 
@@ -104,6 +119,14 @@ type Config struct {
 	// AMT's environment detection for CIRA devices. Empty: a random
 	// "<uuid>.com" per device, so the device always uses CIRA (RPS).
 	CIRADetectionString string
+	// ODCARoots, when set, are Intel's On-Die CA roots: the certificate an
+	// AMT 19+ device presents before amtd installed its own must chain to
+	// one of them. Nil: that certificate is accepted unverified (tunnel.go).
+	ODCARoots *x509.CertPool
+	// TunnelTLS is the base TLS client configuration for the rpc-go TLS
+	// tunnel (versions, cipher suites); the engine always sets the peer
+	// verification itself. Nil: TLS 1.2 or later.
+	TunnelTLS *tls.Config
 	// PreventOrphanedDevices refuses to activate a pre-provisioning device
 	// that already has a device record (RPS prevent_orphaned_devices).
 	PreventOrphanedDevices bool
@@ -155,18 +178,38 @@ func New(cfg Config) (*Engine, error) {
 	if t.LockTimeout <= 0 {
 		t.LockTimeout = 2 * time.Minute
 	}
+	if cfg.TunnelTLS == nil {
+		cfg.TunnelTLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
 	return &Engine{cfg: cfg, timing: t, log: cfg.Logger, locks: newDeviceLocks()}, nil
 }
 
 // Conn is the path to the device during a session: an HTTP round tripper to
 // the device's WS-MAN endpoint that can also wait for firmware settling
 // delays (noticing a client that went away) and show progress to the
-// operator. *rpcproto.Session is a Conn.
+// operator. *rpcproto.Session is a Conn. A Conn that also implements
+// Tunneler can reach devices that need TLS (AMT 19+, --tls-tunnel,
+// TLS-only devices).
 type Conn interface {
 	http.RoundTripper
 	Wait(ctx context.Context, d time.Duration) error
 	Progress(label string)
 }
+
+// Tunneler is implemented by a Conn that can also reach the device's TLS
+// port (16993) over the same path: the rpc-go relay's TLS tunnel
+// (rpc-protocol.md §8). *rpcproto.Session is one.
+type Tunneler interface {
+	// TLSTransport returns a round tripper to the device's TLS port that
+	// runs the TLS client with cfg (the engine's verification included).
+	TLSTransport(cfg *tls.Config) http.RoundTripper
+	// PortSwitch moves the path to the device's port after delay (a device
+	// that is not TLS-enforced, once its TLS port is up); from then on
+	// only TLSTransport reaches the device.
+	PortSwitch(ctx context.Context, port int, delay time.Duration) error
+}
+
+var _ Tunneler = (*rpcproto.Session)(nil)
 
 // Serve implements rpcproto.Handler: it runs activate, deactivate or
 // maintenance as the first message asked, whatever the endpoint path.

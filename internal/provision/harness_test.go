@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -74,6 +75,8 @@ type world struct {
 	// gate, when set, sits in front of the store and the secret store (a
 	// kill switch for crash tests).
 	gate *gate
+	// tune, when set, adjusts the engine's configuration (at each open).
+	tune func(*provision.Config)
 }
 
 func newWorld(t testing.TB) *world {
@@ -144,10 +147,18 @@ func (w *world) open() {
 		w.t.Fatal(err)
 	}
 	timing := provision.Timing{}
-	w.eng, err = provision.New(provision.Config{
+	cfg := provision.Config{
 		Store: stor, Secrets: sec, CA: w.ca, CIRARootDER: w.cira.RootDER(),
 		Timing: &timing, Logger: quiet(),
-	})
+		// TLS 1.2 through the tunnel: its handshake has no silent flight,
+		// which rpc-go's read rules make cost a first-byte timeout in TLS
+		// 1.3 (TestE2EAMT19TLS13 runs 1.3).
+		TunnelTLS: &tls.Config{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12},
+	}
+	if w.tune != nil {
+		w.tune(&cfg)
+	}
+	w.eng, err = provision.New(cfg)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -161,49 +172,40 @@ func (w *world) reopenWithGate(g *gate) {
 	w.open()
 }
 
-// memSecrets is an in-memory secrets.Store (only for the CA template).
-type memSecrets struct {
-	mu sync.Mutex
-	m  map[string]map[string]string
-}
-
-func (s *memSecrets) Name() string { return "MEMORY" }
-func (s *memSecrets) Get(_ context.Context, key string) (map[string]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[key]
-	if !ok {
-		return nil, secrets.ErrNotFound
-	}
-	return v, nil
-}
-func (s *memSecrets) Put(_ context.Context, key string, data map[string]string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[string]map[string]string{}
-	}
-	s.m[key] = data
-	return nil
-}
-func (s *memSecrets) Delete(_ context.Context, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, key)
-	return nil
-}
-func (s *memSecrets) Health(context.Context) (map[string]any, error) { return map[string]any{}, nil }
-
+// caEntries are amtd's CAs, created once per test binary in the real local
+// secret store on a throw-away SQLite file and copied into each world's
+// store (signing with 3072-bit roots is slow).
 var caEntries = sync.OnceValue(func() map[string]map[string]string {
-	mem := &memSecrets{}
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "amtd-provision-ca-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	st, err := sqlstore.Open(ctx, filepath.Join(dir, "ca.db"), quiet())
+	if err != nil {
+		panic(err)
+	}
+	defer st.Close()
+	master := make([]byte, 32)
+	_, _ = rand.Read(master)
+	sec, err := local.New(st, master)
+	if err != nil {
+		panic(err)
+	}
 	opts := ca.Options{GenerateKey: cachedKey}
-	if _, err := ca.LoadOrCreateWith(context.Background(), mem, "amtd/ca", "amtd test CA", opts); err != nil {
-		panic(err)
+	out := map[string]map[string]string{}
+	for key, name := range map[string]string{"amtd/ca": "amtd test CA", "amtd/cira-ca": "amtd CIRA CA"} {
+		if _, err := ca.LoadOrCreateWith(ctx, sec, key, name, opts); err != nil {
+			panic(err)
+		}
+		entry, err := sec.Get(ctx, key)
+		if err != nil {
+			panic(err)
+		}
+		out[key] = entry
 	}
-	if _, err := ca.LoadOrCreateWith(context.Background(), mem, "amtd/cira-ca", "amtd CIRA CA", opts); err != nil {
-		panic(err)
-	}
-	return mem.m
+	return out
 })
 
 // restart closes the store and opens a new one, secret store and engine on
@@ -287,13 +289,22 @@ type simDevice struct {
 	fw  *firmware.Firmware
 	dev *device.Device
 	mei string
+	// tlsPort is the LMS TLS address chosen before the device started (a
+	// device that is not TLS-enforced opens it only once TLS is committed).
+	tlsPort string
 }
 
 type devOpts struct {
 	trust   *testpki.Chain // root hash added as a user hash
-	version string
+	version string         // "19.0.5": AMT 19, TLS enforced on local ports
 	noWifi  bool
+	// tlsPort: fix the device's TLS port in advance (for an agent that
+	// must know it before TLS is configured: --tls-tunnel on AMT 16).
+	tlsPort bool
 }
+
+// amt19 is the AMT 19 firmware version (TLS enforced on local ports).
+const amt19 = "19.0.5"
 
 func (w *world) newDevice(o devOpts) *simDevice {
 	w.t.Helper()
@@ -306,7 +317,13 @@ func (w *world) newDevice(o devOpts) *simDevice {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	d, err := device.New(device.Config{Firmware: fw, Addrs: []string{"127.0.0.1:0"}, LMS: true, Logger: quiet()})
+	dcfg := device.Config{Firmware: fw, Addrs: []string{"127.0.0.1:0"}, LMS: true, Logger: quiet()}
+	tlsPort := ""
+	if o.tlsPort {
+		tlsPort = freePort(w.t)
+		dcfg.TLSAddrs = []string{tlsPort}
+	}
+	d, err := device.New(dcfg)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -316,9 +333,31 @@ func (w *world) newDevice(o devOpts) *simDevice {
 		w.t.Fatal(err)
 	}
 	w.t.Cleanup(func() { cancel(); d.Close() })
-	sd := &simDevice{t: w.t, fw: fw, dev: d}
+	sd := &simDevice{t: w.t, fw: fw, dev: d, tlsPort: tlsPort}
 	return sd
 }
+
+// freePort returns a loopback address with a port free right now.
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// tlsAddr is the device's LMS TLS address ("" when unknown yet).
+func (d *simDevice) tlsAddr() string {
+	if a := d.dev.TLSAddr(); a != "" {
+		return a
+	}
+	return d.tlsPort
+}
+
+// enforced reports whether the device accepts local WS-MAN over TLS only.
+func (d *simDevice) enforced() bool { return d.fw.WatchdogFlags()&0x40 != 0 }
 
 // startMEI serves the device's host interface on a Unix socket (for the agent).
 func (d *simDevice) startMEI() string {
@@ -349,18 +388,56 @@ func (d *simDevice) guid() string { return d.fw.UUIDString() }
 
 func (d *simDevice) state() firmware.State { return d.fw.Snapshot() }
 
-// authenticates reports whether admin/pw is accepted by the device.
+// authenticates reports whether admin/pw is accepted by the device (over
+// TLS on a TLS-enforced device, whatever its certificate).
 func (d *simDevice) authenticates(pw string) bool {
-	c := amt.NewClient(d.transport(), amt.Params{Target: d.guid(), Username: "admin", Password: pw, Timeout: 5 * time.Second})
+	rt, useTLS := d.transport(), false
+	if d.enforced() {
+		rt, useTLS = d.tlsTransport(&tls.Config{InsecureSkipVerify: true}), true
+	}
+	c := amt.NewClient(rt, amt.Params{Target: d.guid(), Username: "admin", Password: pw, UseTLS: useTLS, Timeout: 5 * time.Second})
 	_, err := getGeneral(c)
 	return err == nil
 }
 
+// transport reaches the device's plain WS-MAN port.
 func (d *simDevice) transport() http.RoundTripper {
 	return &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var dl net.Dialer
 		return dl.DialContext(ctx, "tcp", d.dev.Addr())
 	}}
+}
+
+// tlsTransport reaches the device's TLS port directly with cfg.
+func (d *simDevice) tlsTransport(cfg *tls.Config) http.RoundTripper {
+	return &http.Transport{DisableKeepAlives: true, DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		addr := d.tlsAddr()
+		if addr == "" {
+			return nil, errors.New("the device's TLS port is closed")
+		}
+		var dl net.Dialer
+		c, err := dl.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Client(c, cfg.Clone())
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return tc, nil
+	}}
+}
+
+// tlsCertificate is the certificate the device's TLS port presents now.
+func (d *simDevice) tlsCertificate() []byte {
+	d.t.Helper()
+	c, err := tls.Dial("tcp", d.tlsAddr(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		d.t.Fatalf("TLS to the device: %v", err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].Raw
 }
 
 // payload builds the first message's payload as rpc-go does.
@@ -392,29 +469,52 @@ func (d *simDevice) payload(password string) *rpcproto.Payload {
 
 // ---- running flows directly (engine.Run over a plain connection) ----
 
-// directConn reaches the device over plain HTTP; hook runs before each
-// request (fault/crash injection).
+// directConn reaches the device over plain HTTP, and over TLS to its TLS
+// port (a provision.Tunneler whose port switch is a no-op: both ports are
+// reachable directly); hook runs before each request (fault/crash
+// injection) on either path.
 type directConn struct {
 	rt   http.RoundTripper
+	dev  *simDevice
 	n    atomic.Int64
 	hook func(n int, req *http.Request) error
 	// post may replace the device's answer to request n.
 	post func(n int, resp *http.Response, err error) (*http.Response, error)
+	// portSwitches counts PortSwitch calls.
+	portSwitches atomic.Int64
 }
 
 func (c *directConn) RoundTrip(req *http.Request) (*http.Response, error) {
+	return c.roundTrip(c.rt, req)
+}
+
+func (c *directConn) roundTrip(rt http.RoundTripper, req *http.Request) (*http.Response, error) {
 	n := int(c.n.Add(1))
 	if c.hook != nil {
 		if err := c.hook(n, req); err != nil {
 			return nil, err
 		}
 	}
-	resp, err := c.rt.RoundTrip(req)
+	resp, err := rt.RoundTrip(req)
 	if c.post != nil {
 		return c.post(n, resp, err)
 	}
 	return resp, err
 }
+
+func (c *directConn) TLSTransport(cfg *tls.Config) http.RoundTripper {
+	rt := c.dev.tlsTransport(cfg)
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) { return c.roundTrip(rt, req) })
+}
+
+func (c *directConn) PortSwitch(context.Context, int, time.Duration) error {
+	c.portSwitches.Add(1)
+	return nil
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 func (c *directConn) Wait(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
@@ -449,6 +549,7 @@ func (w *world) runDirect(ctx context.Context, d *simDevice, req rpcproto.Reques
 	if c.rt == nil {
 		c.rt = d.transport()
 	}
+	c.dev = d
 	return w.eng.Run(ctx, req, c)
 }
 
@@ -485,6 +586,17 @@ func (s *server) run(t *testing.T, d *simDevice, cfg agent.Config) (agent.Result
 	cfg.MEIPath = d.startMEI()
 	if cfg.LMSAddr == "" {
 		cfg.LMSAddr = d.dev.Addr()
+	}
+	if cfg.LMSTLSAddr == "" {
+		cfg.LMSTLSAddr = d.tlsAddr()
+	}
+	// rpc-go's TLS-tunnel read rules with a shorter idle pause (the
+	// simulated device answers each flight in one write).
+	if cfg.TLSFirstByteTimeout == 0 {
+		cfg.TLSFirstByteTimeout = 2 * time.Second
+	}
+	if cfg.TLSIdleTimeout == 0 {
+		cfg.TLSIdleTimeout = 50 * time.Millisecond
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = testHost

@@ -38,9 +38,6 @@ func (e *Engine) maintenance(ctx context.Context, req rpcproto.Request, conn Con
 	if p.CurrentMode <= 0 {
 		return e.reject(ctx, req, "maintenance.validate", fmt.Sprintf("Device %s is in pre-provisioning mode.", p.UUID))
 	}
-	if p.TLSEnforced {
-		return e.reject(ctx, req, "maintenance.validate", fmt.Sprintf("Device %s maintenance failed. Devices enforcing TLS on local ports (AMT 19 and later) are not supported by this server yet.", p.UUID))
-	}
 	unlock, err := e.lockDevice(ctx, p.UUID)
 	if err != nil {
 		return rpcproto.Outcome{Message: busyMessage(p.UUID)}
@@ -90,6 +87,9 @@ func (e *Engine) maintenance(ctx context.Context, req rpcproto.Request, conn Con
 
 	if task == TaskSyncDeviceInfo {
 		return done(e.syncDeviceInfo(ctx, s))
+	}
+	if err := s.startPath(ctx, creds); err != nil {
+		return done("", err)
 	}
 	if err := s.authenticate(ctx, passwords, creds); err != nil {
 		return done("", err)

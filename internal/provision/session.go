@@ -35,6 +35,13 @@ type session struct {
 	password string // the admin password the client uses ("" before activation)
 	realm    string
 	general  general.GeneralSettingsResponse
+
+	// The TLS path (tunnel.go).
+	pins     *pinSet
+	tlsRT    http.RoundTripper // through the TLS tunnel, once opened
+	onTLS    bool              // the device is reached on 16993
+	tlsNoted bool
+	tlsDone  bool // the TLS step ran (and committed) in this session
 }
 
 func (e *Engine) newSession(req rpcproto.Request, conn Conn) *session {
@@ -56,7 +63,7 @@ func busyMessage(guid string) string {
 }
 
 func (s *session) newClient(user, password string) *amt.Client {
-	return s.e.clientFor(s.conn, s.guid, user, password, s.p.TLSEnforced)
+	return s.e.clientFor(s.transport(), s.guid, user, password, s.onTLS)
 }
 
 func (e *Engine) clientFor(rt http.RoundTripper, guid, user, password string, useTLS bool) *amt.Client {
@@ -110,8 +117,13 @@ func (e *Engine) getHBS(ctx context.Context, c *amt.Client) (hostbasedsetup.Host
 func (s *session) prelude(ctx context.Context) error {
 	g, err := s.e.getGeneral(ctx, s.client)
 	if err != nil {
-		return s.j.Fail(ctx, "device.generalsettings", err)
+		s.j.Fail(ctx, "device.generalsettings", err)
+		if isPinError(err) {
+			return errStatus("Failed to establish TLS tunnel connection")
+		}
+		return err
 	}
+	s.noteTLS(ctx)
 	if !validRealm(g.DigestRealm) {
 		s.j.FailText(ctx, "device.generalsettings", "invalid digest realm")
 		return errStatus("Not a valid digest realm.")

@@ -20,8 +20,13 @@ import (
 // a key the device generates (activation.md §10.7). tlsMode: 1 server auth,
 // 2 server auth + non-TLS allowed, 3 mutual, 4 mutual + non-TLS.
 func (c *configRun) tls(ctx context.Context) error {
+	return c.tlsWithMode(ctx, *c.p.TLSMode)
+}
+
+// tlsWithMode is the TLS step for a given tlsMode (the AMT 19 ACM flow runs
+// it with a default when the profile has none).
+func (c *configRun) tlsWithMode(ctx context.Context, mode int) error {
 	step := "tls"
-	mode := *c.p.TLSMode
 	fail := func(msg string, err error) error {
 		if err != nil {
 			c.j.Fail(ctx, step, fmt.Errorf("%s: %w", msg, err))
@@ -47,12 +52,19 @@ func (c *configRun) tls(ctx context.Context) error {
 	}
 	subject := amtTLSSubject(c.t.deviceName())
 	cn := subject.CommonName
+	var issued []byte
 	certID, _, err := c.deviceCertificate(ctx, func(pub crypto.PublicKey) ([]byte, error) {
 		return c.e.cfg.CA.SignPublicKey(pub, subject, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, 0)
 	}, func(der []byte) error {
 		// Durable before the device: the certificate amtd will pin.
-		_, err := devcreds.Stage(ctx, c.e.cfg.Secrets, c.t.GUID, devcreds.TLSCert, base64.StdEncoding.EncodeToString(der))
-		return err
+		if _, err := devcreds.Stage(ctx, c.e.cfg.Secrets, c.t.GUID, devcreds.TLSCert, base64.StdEncoding.EncodeToString(der)); err != nil {
+			return err
+		}
+		issued = der
+		if c.t.TLSIssued != nil {
+			c.t.TLSIssued(der)
+		}
+		return nil
 	})
 	if err != nil {
 		return fail("Failed to create the TLS certificate", err)
@@ -94,6 +106,10 @@ func (c *configRun) tls(ctx context.Context) error {
 	if remote == nil {
 		return fail("Failed to read TLS setting data", errors.New("no remote TLS setting instance"))
 	}
+	// Durable before the device: whether it may accept TLS only (tunnel.go).
+	if err := c.e.stageTLSMode(ctx, c.t.GUID, mode); err != nil {
+		return fail("Failed to save device information to Secret Provider", err)
+	}
 	req := tls.SettingDataRequest{ElementName: remote.ElementName, InstanceID: remote.InstanceID, Enabled: true,
 		MutualAuthentication: mode == 3 || mode == 4, NonSecureConnectionsSupported: remote.NonSecureConnectionsSupported}
 	if remote.NonSecureConnectionsSupported == nil || *remote.NonSecureConnectionsSupported {
@@ -126,7 +142,24 @@ func (c *configRun) tls(ctx context.Context) error {
 			return fail("Failed to save device information to Secret Provider", err)
 		}
 	}
+	if err := c.e.commitTLSMode(ctx, c.t.GUID, mode); err != nil {
+		return fail("Failed to save device information to Secret Provider", err)
+	}
 	c.j.OK(ctx, step, fmt.Sprintf("TLS mode %d with certificate %s (%s) from amtd's CA", mode, cn, certID))
+	if c.t.TLSCommitted != nil {
+		cl, err := c.t.TLSCommitted(ctx, issued, mode)
+		if err != nil {
+			msg := "Failed to establish TLS tunnel connection"
+			var se *statusError
+			if errors.As(err, &se) {
+				msg = se.msg
+			}
+			return fail(msg, err)
+		}
+		if cl != nil {
+			c.t.Client = cl
+		}
+	}
 	c.res.TLS = "Configured"
 	c.res.Components.TLS = ok("Configured")
 	c.t.Progress("TLS configuration completed")

@@ -143,7 +143,16 @@ func (c *configRun) unconfigure(ctx context.Context) error {
 	for _, s := range settings {
 		tlsOn = tlsOn || s.Enabled
 	}
-	if tlsOn && !c.t.TLSEnforced {
+	keepTLS := c.t.TLSEnforced || c.t.KeepTLS || c.t.TLSConfigured
+	if tlsOn && keepTLS {
+		done = append(done, "TLS kept (the session depends on it)")
+	}
+	if tlsOn && !keepTLS {
+		// Durable before the device: TLS is being disabled (tunnel.go).
+		if err := c.e.stageTLSMode(ctx, c.t.GUID, 0); err != nil {
+			c.j.Fail(ctx, step, err)
+			return errStatus("Failed to save device information to Secret Provider")
+		}
 		for _, s := range settings {
 			if !s.Enabled {
 				continue
@@ -165,6 +174,10 @@ func (c *configRun) unconfigure(ctx context.Context) error {
 			c.j.Fail(ctx, step, fmt.Errorf("committing TLS changes: %w", err))
 			return errStatus("Failed to disable TLS")
 		}
+		if err := c.e.commitTLSMode(ctx, c.t.GUID, 0); err != nil {
+			c.j.Fail(ctx, step, err)
+			return errStatus("Failed to save device information to Secret Provider")
+		}
 		if err := c.wait(ctx, c.e.timing.TLSPutDelay); err != nil {
 			return err
 		}
@@ -179,6 +192,10 @@ func (c *configRun) unconfigure(ctx context.Context) error {
 		return errStatus("Failed to pull TLS credential context")
 	}
 	for _, tc := range contexts {
+		if keepTLS {
+			// The certificate the device's TLS presents stays in use.
+			break
+		}
 		certID := tlsSelectorValue(tc.ElementInContext.ReferenceParameters.SelectorSet.Selectors, "InstanceID")
 		if err := c.do(ctx, func(m wsman.Messages) error { return deleteTLSContext(m, certID) }); err != nil {
 			c.j.Fail(ctx, step, fmt.Errorf("deleting the TLS credential context: %w", err))
@@ -254,8 +271,14 @@ func (c *configRun) unconfigure(ctx context.Context) error {
 
 // commitChanges applies pending TLS settings (AMT_SetupAndConfigurationService.CommitChanges).
 func (c *configRun) commitChanges(ctx context.Context) error {
+	return c.e.commitChanges(ctx, c.t.Client)
+}
+
+// commitChanges is AMT_SetupAndConfigurationService.CommitChanges, with
+// the TLS call timeout (AMT may take long to apply TLS settings).
+func (e *Engine) commitChanges(ctx context.Context, cl *amt.Client) error {
 	rv := -1
-	err := c.doTLS(ctx, func(m wsman.Messages) error {
+	err := e.doTLS(ctx, cl, func(m wsman.Messages) error {
 		r, err := m.AMT.SetupAndConfigurationService.CommitChanges()
 		if r.Body.CommitChanges_OUTPUT.XMLName.Local != "" {
 			rv = int(r.Body.CommitChanges_OUTPUT.ReturnValue)

@@ -71,6 +71,9 @@ type plan struct {
 	passwords []string
 	resume    bool // an unfinished activation is being completed
 	creds     devcreds.Creds
+	// tlsACM: ACM is reached by RPS's AMT 19 flow (activation.md §7):
+	// CCM, amtd's TLS certificate, then UpgradeClientToAdmin over TLS.
+	tlsACM bool
 }
 
 func (e *Engine) loadCreds(ctx context.Context, guid string) (devcreds.Creds, error) {
@@ -88,10 +91,6 @@ func (e *Engine) validateActivation(ctx context.Context, req rpcproto.Request) (
 	if p.Password == "" {
 		return nil, fmt.Sprintf("Device %s activation failed. Missing password.", p.UUID)
 	}
-	if p.TLSEnforced {
-		// The TLS tunnel (tls_data) is not available in amtd's relay yet.
-		return nil, fmt.Sprintf("Device %s activation failed. Devices enforcing TLS on local ports (AMT 19 and later) are not supported by this server yet.", p.UUID)
-	}
 	prof, err := e.cfg.Store.GetProfile(ctx, req.TenantID, req.Command.Profile)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && prof == nil) {
 		return nil, fmt.Sprintf("Device %s activation failed. %s does not match list of available AMT profiles.", p.UUID, req.Command.Profile)
@@ -105,10 +104,9 @@ func (e *Engine) validateActivation(ctx context.Context, req rpcproto.Request) (
 	switch prof.Activation {
 	case ActivationACM:
 		action = ActivationACM
-		// RPS switches AMT 19+ to CCM and reaches ACM through the TLS tunnel
-		// flow. amtd does not run that flow; AMT 19+ devices that do not
-		// enforce TLS activate in ACM directly (TLS-enforced ones were
-		// refused above).
+		// RPS switches AMT 19+ to CCM and reaches ACM through the TLS flow
+		// (activation.md §7); so does a --tls-tunnel client (§8).
+		pl.tlsACM = amtMajor(p) >= 19 || p.TLSTunnel
 	case ActivationCCM:
 		action = ActivationCCM
 	}
