@@ -115,6 +115,9 @@ func NewSetupDevice(t testing.TB, fw *firmware.Firmware, o DeviceOptions) *Setup
 // Addr is the listening address.
 func (d *SetupDevice) Addr() *net.TCPAddr { return d.ln.Addr().(*net.TCPAddr) }
 
+// Engine is the device's WS-MAN engine (fault injection).
+func (d *SetupDevice) Engine() *wsman.Engine { return d.engine }
+
 // Refusals lists the reasons of the TLS sessions the device refused.
 func (d *SetupDevice) Refusals() []string {
 	d.mu.Lock()
@@ -195,6 +198,14 @@ func (d *SetupDevice) serve(ctx context.Context, raw net.Conn) {
 		return
 	}
 	out := d.engine.Serve(ctx, body, wsman.Session{User: res.Username, Setup: setup, Addr: raw.RemoteAddr().String()})
+	switch out.Inject {
+	case wsman.FaultReset, wsman.FaultResetAfter:
+		return // no answer (after acting, for ResetAfter)
+	case wsman.FaultHang:
+		_ = raw.SetDeadline(time.Time{})
+		_, _ = io.Copy(io.Discard, conn) // until the client gives up
+		return
+	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nContent-Type: application/soap+xml; charset=UTF-8\r\nServer: Intel(R) Active Management Technology %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
 		out.Status, http.StatusText(out.Status), d.fw.ServerVersion(), len(out.Body))

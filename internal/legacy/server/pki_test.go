@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/amtd-project/amtd/internal/devcreds"
 	"github.com/amtd-project/amtd/internal/legacy/legacytest"
@@ -15,6 +16,7 @@ import (
 	"github.com/amtd-project/amtd/internal/testutil/testpki"
 	"github.com/amtd-project/amtd/sim/digest"
 	"github.com/amtd-project/amtd/sim/firmware"
+	"github.com/amtd-project/amtd/sim/wsman"
 )
 
 const (
@@ -279,5 +281,86 @@ func TestPKICredentialList(t *testing.T) {
 	}
 	if !strings.Contains(e2.log(uuidA), "authenticated as admin with operator setup password 2") {
 		t.Fatalf("log:\n%s", e2.log(uuidA))
+	}
+}
+
+// Durable before the device: whatever happens at CommitChanges, the
+// passwords the device may hold are in amtd's secret store.
+func TestPKICommitFailures(t *testing.T) {
+	w := newPKIWorld(t)
+	fw := legacytest.NewFirmware(t, legacytest.FirmwareOptions{UUID: uuidA, PKIDNSSuffix: "corp.example.com", TrustHashes: []string{w.root}})
+	dev := legacytest.NewSetupDevice(t, fw, legacytest.DeviceOptions{AnySetupPassword: true})
+	w.allow(t, store.LegacyDevice{GUID: uuidA, ProfileName: "acm", Hostname: "pc-1", DNSSuffix: "corp.example.com"})
+	e := newEnvOn(t, w.st, w.sec, envOptions{devicePort: dev.Addr().Port, timing: server.Timing{Cooldown: time.Nanosecond, CallTimeout: 5 * time.Second}})
+	ctx := t.Context()
+
+	// The device refuses to commit (nothing happens on the device).
+	dev.Engine().AddFault(wsman.FaultRule{Class: "AMT_SetupAndConfigurationService", Op: "CommitChanges",
+		Kind: wsman.FaultReturnValue, ReturnValue: 1, Count: 1})
+	e.send("127.0.0.1", legacytest.PKIHello(t, uuidA, 0, w.root))
+	ev := e.next()
+	if ev.Outcome != server.OutcomeFailed || !strings.Contains(ev.Detail, "CommitChanges") {
+		t.Fatalf("refused commit: %+v", ev)
+	}
+	creds, _ := devcreds.Load(ctx, w.sec, uuidA)
+	first := creds.Pending(devcreds.AMT)
+	if first == "" || creds.Pending(devcreds.MEBx) == "" || creds.Current(devcreds.AMT) != "" || fw.ProvisioningState() != firmware.StateIn {
+		t.Fatalf("after a refused commit: creds %v, state %d", keys(creds), fw.ProvisioningState())
+	}
+	if n, _ := w.st.CountDevices(ctx, "", store.DeviceFilter{}); n != 0 {
+		t.Fatal("a device record for a device still in setup mode")
+	}
+
+	// The next hello: the device acts on CommitChanges but the answer is lost.
+	dev.Engine().AddFault(wsman.FaultRule{Class: "AMT_SetupAndConfigurationService", Op: "CommitChanges",
+		Kind: wsman.FaultResetAfter, Count: 1})
+	e.send("127.0.0.1", legacytest.PKIHello(t, uuidA, 1, w.root))
+	ev = e.next()
+	if ev.Outcome != server.OutcomeFailed {
+		t.Fatalf("lost commit answer: %+v", ev)
+	}
+	if !strings.Contains(e.log(uuidA), "authenticated as admin with the device's stored AMT password") {
+		t.Fatalf("the stored password was not tried first:\n%s", e.log(uuidA))
+	}
+	if fw.ControlMode() != firmware.ModeACM {
+		t.Fatal("the device did not act on CommitChanges")
+	}
+	admin, _ := fw.LookupUser("admin")
+	creds, _ = devcreds.Load(ctx, w.sec, uuidA)
+	held := false
+	for _, pw := range creds.Candidates(devcreds.AMT) {
+		held = held || admin.HA1 == digest.HA1("admin", fw.Realm(), pw)
+	}
+	if !held {
+		t.Fatalf("the password the device holds is not in the store (%v)", keys(creds))
+	}
+}
+
+// Set up, but the profile's configuration fails: the device is in admin
+// control mode with stored credentials, listed, with the failure recorded.
+func TestPKIConfigurationFailure(t *testing.T) {
+	w := newPKIWorld(t)
+	if err := w.st.CreateProfile(t.Context(), &store.Profile{Name: "badtls", Activation: "acmactivate", GenerateRandomPassword: true,
+		GenerateRandomMEBxPassword: true, DHCPEnabled: true, TLSMode: ptr(7), Tags: []string{}}); err != nil {
+		t.Fatal(err)
+	}
+	fw := legacytest.NewFirmware(t, legacytest.FirmwareOptions{UUID: uuidA, PKIDNSSuffix: "corp.example.com", TrustHashes: []string{w.root}})
+	dev := legacytest.NewSetupDevice(t, fw, legacytest.DeviceOptions{AnySetupPassword: true})
+	w.allow(t, store.LegacyDevice{GUID: uuidA, ProfileName: "badtls", DNSSuffix: "corp.example.com"})
+	e := newEnvOn(t, w.st, w.sec, envOptions{devicePort: dev.Addr().Port})
+	e.send("127.0.0.1", legacytest.PKIHello(t, uuidA, 0, w.root))
+	ev := e.next()
+	if ev.Outcome != server.OutcomeConfigFailed || !strings.Contains(ev.Detail, "invalid tlsMode 7") {
+		t.Fatalf("outcome %+v\n%s", ev, e.log(uuidA))
+	}
+	d, err := w.st.GetDevice(t.Context(), uuidA)
+	if err != nil || d.DeviceInfo.CurrentMode != "2" {
+		t.Fatalf("device record %+v %v", d, err)
+	}
+	if tls, _ := d.DeviceInfo.Status["TLS"].(map[string]any); tls["Result"] != "Failure" {
+		t.Fatalf("status %v", d.DeviceInfo.Status)
+	}
+	if fw.ControlMode() != firmware.ModeACM {
+		t.Fatal("not in admin control mode")
 	}
 }
