@@ -113,13 +113,26 @@ func (s *session) end(code int, reason string, err error) {
 		s.cancel()
 	}
 	if ws != nil {
-		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, truncate(reason, 120)), time.Now().Add(time.Second))
-		ws.Close()
+		// The close handshake: the browser answers the close frame, which
+		// ends the browser pump (or the grace period does); closing the
+		// socket at once could reset it before the browser has read the
+		// last data. A close frame that cannot be written (the browser does
+		// not read) closes the socket now.
+		err := ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, truncate(reason, 120)), time.Now().Add(closeGrace))
+		if err == nil {
+			err = ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
+		}
+		if err != nil {
+			ws.Close()
+		}
 	}
 	if dev != nil {
 		dev.Close()
 	}
 }
+
+// closeGrace bounds the WebSocket close handshake.
+const closeGrace = time.Second
 
 // truncate keeps a close reason within the 123 bytes a close frame allows.
 func truncate(s string, n int) string {
@@ -178,6 +191,8 @@ func (s *session) run(ws *websocket.Conn, dev net.Conn) {
 	}()
 	s.browserToDevice()
 	<-done
+	ws.Close()
+	dev.Close()
 
 	// Free the mode lock before anyone hears of the end.
 	s.r.release(s)
