@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+	"unicode/utf8"
 )
 
 // Wire messages built by hand, independently of the interceptor.
@@ -312,6 +313,27 @@ func FuzzInterceptor(f *testing.F) {
 		}
 		if wErr != nil && !errors.Is(wErr, ErrMalformed) {
 			t.Fatalf("error %v is not ErrMalformed", wErr)
+		}
+	})
+}
+
+// FuzzLatin1: text frames decode to one byte per code point; anything
+// accepted re-encodes to the same text.
+func FuzzLatin1(f *testing.F) {
+	f.Add([]byte("\x10\x00\x00\x00KVMR"))
+	f.Add([]byte("ÿ\u00e9\u0100"))
+	f.Add([]byte{0xC3})
+	f.Fuzz(func(t *testing.T, text []byte) {
+		b, ok := latin1(text)
+		if !ok {
+			return
+		}
+		var back []byte
+		for _, c := range b {
+			back = utf8.AppendRune(back, rune(c))
+		}
+		if !bytes.Equal(back, text) {
+			t.Fatalf("%q decoded to % x", text, b)
 		}
 	})
 }

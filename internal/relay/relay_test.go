@@ -431,3 +431,40 @@ func TestRelayShutdown(t *testing.T) {
 		t.Fatalf("after Shutdown: %v %v", err, resp)
 	}
 }
+
+// TestRelayIDER: an IDE-R session over CIRA: session start, keepalive ping
+// and pong through the relay, reported by redirectstatus.
+func TestRelayIDER(t *testing.T) {
+	e := newEnv(t, envOpts{cira: true})
+	s := startDevice(t, devOpts{cira: e.cira})
+	e.recordCIRA(t, s, "")
+	b := e.open(t, s.guid, "ider")
+	e.nextStart(t)
+	b.login(t, redir.TagIDER)
+	if _, _, i := e.redirectStatus(t, s.guid); !i {
+		t.Fatal("IDE-R session not reported")
+	}
+	start := append([]byte{redir.StartKVMOrIDER, 0, 0, 0, 1, 0, 0, 0}, make([]byte, 10)...)
+	b.send(t, start)
+	if r := b.readFull(t, 30); r[0] != redir.StartKVMOrIDERReply || r[1] != 0 {
+		t.Fatalf("IDE-R start reply % x", r)
+	}
+	for seq := byte(2); seq < 5; seq++ {
+		b.send(t, []byte{redir.IDERKeepAlivePing, 0, 0, 0, seq, 0, 0, 0})
+		if r := b.readFull(t, 8); r[0] != redir.IDERKeepAlivePong {
+			t.Fatalf("IDE-R pong % x", r)
+		}
+	}
+	if err := b.End(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := b.closeCode(t); code != websocket.CloseNormalClosure {
+		t.Fatalf("close %d", code)
+	}
+	if i := e.nextEnd(t); i.Mode != relay.IDER || !i.LoginPassed {
+		t.Fatalf("ended %+v", i)
+	}
+	if _, _, i := e.redirectStatus(t, s.guid); i {
+		t.Fatal("IDE-R still reported")
+	}
+}
