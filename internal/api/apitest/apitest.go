@@ -31,6 +31,9 @@ type Options struct {
 	Now      func() time.Time
 	// Dir reuses a data folder (a "restart"); default t.TempDir().
 	Dir string
+	// DSN, when set, is the database (e.g. a pgtest Postgres) instead of
+	// the data folder's SQLite file; the master key stays in Dir.
+	DSN string
 	// MaxBodyBytes overrides the server's body limit.
 	MaxBodyBytes int64
 	// Secrets replaces the data folder's secret store (e.g. to share one
@@ -64,7 +67,11 @@ func New(t testing.TB, o Options) *Env {
 	}
 	logs := &SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st, err := sqlstore.Open(ctx, DBPath(dir), log)
+	dsn := o.DSN
+	if dsn == "" {
+		dsn = DBPath(dir)
+	}
+	st, err := sqlstore.Open(ctx, dsn, log)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
