@@ -23,6 +23,7 @@ import (
 	"github.com/amtd-project/amtd/internal/ca"
 	"github.com/amtd-project/amtd/internal/cira"
 	"github.com/amtd-project/amtd/internal/cli"
+	"github.com/amtd-project/amtd/internal/cluster"
 	"github.com/amtd-project/amtd/internal/devaccess"
 	"github.com/amtd-project/amtd/internal/presence"
 	"github.com/amtd-project/amtd/internal/provision"
@@ -71,6 +72,11 @@ type serveConfig struct {
 	MPSHost       string
 	CIRALegacyTLS bool
 	InstanceID    string
+
+	// Several instances sharing one database (internal/cluster).
+	AdvertiseAddr string
+	LeaseTTL      time.Duration
+	LeaseRenew    time.Duration
 }
 
 func serveFlags(c *serveConfig) *cli.FlagSet {
@@ -105,6 +111,9 @@ func serveFlags(c *serveConfig) *cli.FlagSet {
 	fs.StringVar(&c.MPSHost, "mps-host", host, "the MPS address devices are given (CIRA configs' mpsServerAddress): the CN and SAN\nof the CIRA server certificate amtd's CA issues")
 	fs.BoolVar(&c.CIRALegacyTLS, "cira-legacy-tls", false, "accept TLS 1.0/1.1 on the CIRA port (old AMT firmware)")
 	fs.StringVar(&c.InstanceID, "instance-id", host, "this instance's name in device records (mpsInstance) when several instances share a database")
+	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "address other instances forward requests for devices connected here to\n(host:port or http(s)://host:port); default: the --http address when it is a concrete IP")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", cluster.DefaultLeaseTTL, "lifetime of this instance's lease in the database: when it is not renewed for this\nlong, other instances treat the devices connected here as disconnected")
+	fs.DurationVar(&c.LeaseRenew, "lease-renew", cluster.DefaultRenew, "how often the lease is renewed and expired leases of other instances are reaped\n(at most half of --lease-ttl)")
 	return fs
 }
 
@@ -157,7 +166,8 @@ type server struct {
 	rpc     *rpcproto.Server
 	cira    *cira.Server
 	ciraLn  net.Listener
-	stop    context.CancelFunc // ends background work (CIRA, presence recorder)
+	stop    context.CancelFunc // ends background work (CIRA, presence recorder, lease)
+	cluster *cluster.Node      // this instance's lease
 	bg      sync.WaitGroup
 	addr    net.Addr
 	done    chan error
@@ -302,9 +312,21 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
+	// Several instances: the lease is claimed before CIRA connections are
+	// accepted (claiming clears what a previous run recorded), and requests
+	// for devices connected to a peer are forwarded to it.
+	node, handler, err := startCluster(ctx, c, st, log, ln.Addr(), tlsConf, ciraSrv, recorder, apiSrv.Handler())
+	if err != nil {
+		for _, l := range []net.Listener{ln, ciraLn} {
+			if l != nil {
+				l.Close()
+			}
+		}
+		return nil, err
+	}
 	s := &server{log: log, store: st, secrets: sec, rpc: rpcSrv, cira: ciraSrv, ciraLn: ciraLn, stop: stopBG,
-		addr: ln.Addr(), done: make(chan error, 1),
-		http: &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		cluster: node, addr: ln.Addr(), done: make(chan error, 1),
+		http: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}}
 	s.http.ConnState = func(_ net.Conn, cs http.ConnState) {
 		if cs == http.StateActive {
@@ -312,6 +334,8 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 		}
 	}
 	go func() { s.done <- s.http.Serve(ln) }()
+	s.bg.Add(1)
+	go func() { defer s.bg.Done(); node.Run(bgCtx) }()
 	if ciraSrv != nil {
 		s.bg.Add(2)
 		go func() { defer s.bg.Done(); recorder.Run(bgCtx) }()
@@ -338,6 +362,13 @@ func (s *server) shutdown(ctx context.Context) error {
 	// CIRA connections close, the recorder writes the disconnects.
 	s.stop()
 	s.bg.Wait()
+	// Release the lease: peers stop forwarding here at once, and devices
+	// still recorded as connected here are marked disconnected.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if e := s.cluster.Leave(lctx); e != nil {
+		s.log.Warn("the lease could not be released; it expires by itself", "err", e)
+	}
+	cancel()
 	if e := <-s.done; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
 		err = e
 	}
@@ -346,4 +377,58 @@ func (s *server) shutdown(ctx context.Context) error {
 	}
 	s.log.Info("stopped")
 	return err
+}
+
+// ---- Several instances sharing one database (internal/cluster) ----
+
+// startCluster joins the instances sharing the database (claims this
+// instance's lease) and returns h behind the forwarder that sends requests
+// for devices connected to a peer to that peer.
+func startCluster(ctx context.Context, c serveConfig, st store.Store, log *slog.Logger, httpAddr net.Addr,
+	tlsConf *tls.Config, ciraSrv *cira.Server, recorder *presence.Recorder, h http.Handler) (*cluster.Node, http.Handler, error) {
+	if c.InstanceID == "" {
+		return nil, nil, errors.New("--instance-id is required")
+	}
+	adv, err := cluster.AdvertiseURL(c.AdvertiseAddr, httpAddr, tlsConf != nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--advertise-addr: %w", err)
+	}
+	if adv == "" && st.Dialect() == "POSTGRES" {
+		log.Warn("other instances cannot forward requests for devices connected here: set --advertise-addr (the --http address is not a concrete IP)")
+	}
+	var local func(string) bool
+	var onLapse func()
+	if ciraSrv != nil {
+		local = ciraSrv.IsConnected
+		// The lease lapsed (database unreachable for longer than
+		// --lease-ttl): peers may have marked our devices disconnected.
+		onLapse = func() {
+			ciraSrv.Range(func(i cira.ConnInfo) bool { recorder.Connected(i); return true })
+		}
+	}
+	node, err := cluster.Join(ctx, cluster.Config{Store: st, ID: c.InstanceID, Addr: adv,
+		TTL: c.LeaseTTL, Renew: c.LeaseRenew, OnLapse: onLapse, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	var topts cluster.TransportOptions
+	if tlsConf != nil {
+		// Peers presenting this instance's own certificate are trusted.
+		topts.TrustLeaf = tlsConf.Certificates[0].Certificate[0]
+	}
+	fwd, err := cluster.NewForwarder(cluster.ForwarderConfig{Self: c.InstanceID, Owners: st, Local: local,
+		Transport: cluster.NewTransport(topts), Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return node, fwd.Wrap(h), nil
+}
+
+// closeAll closes the listeners that were opened (nil ones are skipped).
+func closeAll(ls ...net.Listener) {
+	for _, l := range ls {
+		if l != nil {
+			l.Close()
+		}
+	}
 }
