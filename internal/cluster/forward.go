@@ -110,6 +110,7 @@ func NewForwarder(cfg ForwarderConfig) (*Forwarder, error) {
 		Transport:      tr,
 		ModifyResponse: f.modifyResponse,
 		ErrorHandler:   f.proxyError,
+		BufferPool:     bufferPool{},
 		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
 	}
 	return f, nil
@@ -279,6 +280,14 @@ func (f *Forwarder) proxyError(w http.ResponseWriter, r *http.Request, err error
 	w.WriteHeader(status)
 	fmt.Fprintf(w, `{"error":%q,"errorDescription":"the amtd instance holding the device's CIRA connection did not answer"}`, msg)
 }
+
+// bufferPool recycles the proxy's copy buffers (32 KiB each).
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
 // ---- owner lookup cache ----
 
