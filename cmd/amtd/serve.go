@@ -113,7 +113,7 @@ func serveFlags(c *serveConfig) *cli.FlagSet {
 	fs.StringVar(&c.InstanceID, "instance-id", host, "this instance's name in device records (mpsInstance) when several instances share a database")
 	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "address other instances forward requests for devices connected here to\n(host:port or http(s)://host:port); default: the --http address when it is a concrete IP")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", cluster.DefaultLeaseTTL, "lifetime of this instance's lease in the database: when it is not renewed for this\nlong, other instances treat the devices connected here as disconnected")
-	fs.DurationVar(&c.LeaseRenew, "lease-renew", cluster.DefaultRenew, "how often the lease is renewed and expired leases of other instances are reaped\n(at most half of --lease-ttl)")
+	fs.DurationVar(&c.LeaseRenew, "lease-renew", 0, "how often the lease is renewed and expired leases of other instances are reaped\n(at most half of --lease-ttl; default: a third of it, at most 10s)")
 	return fs
 }
 
