@@ -194,6 +194,7 @@ func TestForward(t *testing.T) {
 		"/api/v1/devices/refresh/" + dev1 + "/",
 		"/relay/webrelay.ashx?p=2&host=" + dev1 + "&port=16994&mode=sol",
 		"/mps/relay/webrelay.ashx?host=" + upper,
+		"/mps/ws/relay/webrelay.ashx?host=" + dev1 + "&mode=kvm",
 	} {
 		if r := do(t, "GET", b.srv.URL+p, ""); r.instance != "a" || r.echo.Instance != "a" {
 			t.Errorf("%s: served by %q (%q)", p, r.echo.Instance, r.instance)
@@ -461,6 +462,9 @@ func TestDeviceOf(t *testing.T) {
 		{"/relay/webrelay.ashx?host=" + g + "&mode=kvm", g},
 		{"/relay/webrelay.ashx/?host=" + g, g},
 		{"/mps/relay/webrelay.ashx?host=" + g, g},
+		{"/mps/ws/relay/webrelay.ashx?p=2&host=" + g, g},
+		{"/ws/relay/webrelay.ashx?host=" + g, ""},
+		{"/mps/ws/api/v1/amt/version/" + g, ""},
 		{"/api/v1/amt/version/", ""},
 		{"/api/v1/amt/version/" + g[:35], ""},
 		{"/api/v1/amt/version/" + g + "0", ""},

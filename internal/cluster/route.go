@@ -15,7 +15,8 @@ import (
 //	/api/v1/devices/refresh/<guid>                DELETE
 //	/relay/webrelay.ashx?host=<guid>&…            the relay WebSocket
 //
-// also under the gateway prefix /mps, matched case-insensitively as the
+// also under the gateway prefix /mps (and the relay at its gateway path
+// /mps/ws/relay/webrelay.ashx), matched case-insensitively as the
 // API router does. The GUID is the first path segment after the route's
 // literal part that is a UUID; requests without one are not matched (the
 // local handler validates them).
@@ -23,6 +24,9 @@ func DeviceOf(r *http.Request) (string, bool) {
 	p := r.URL.Path
 	if hasPrefixFold(p, "/mps/") {
 		p = p[len("/mps"):]
+		if hasPrefixFold(p, "/ws/relay/") { // the relay's gateway alias
+			p = p[len("/ws"):]
+		}
 	}
 	switch {
 	case hasPrefixFold(p, "/api/v1/amt/"):
