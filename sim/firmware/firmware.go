@@ -76,6 +76,10 @@ type Config struct {
 	NoWireless bool
 	// Realm overrides the random realm at creation ("Digest:" + 32 hex).
 	Realm string
+	// SetupPasswords are the digest passwords of "admin" accepted in a
+	// legacy setup session (legacy.md §7.2: unverified on real firmware);
+	// nil means the empty password only.
+	SetupPasswords []string
 
 	// Now is the system clock (default time.Now).
 	Now func() time.Time
@@ -108,6 +112,7 @@ type Firmware struct {
 	selfTLS     *selfCert
 	optIn       optInRuntime
 	redir       redirRuntime
+	legacy      legacyRuntime
 	hooks       []func(Event)
 }
 
@@ -125,6 +130,11 @@ const (
 	// remote access policies, environment detection, user-initiated
 	// connection state, trusted roots).
 	EventRemoteAccessChanged
+	// EventLegacySetupChanged: legacy setup started, stopped, ended by
+	// CommitChanges, or its window opened or closed (LegacyStatus).
+	EventLegacySetupChanged
+	// EventLegacyLog: an entry was added to the legacy setup log.
+	EventLegacyLog
 )
 
 // Open loads the device from cfg.Path, or creates it (and writes the file)
@@ -263,6 +273,9 @@ func (f *Firmware) resetConfiguration() {
 	s.ControlMode = ModePre
 	s.ProvisioningState = StatePre
 	s.ActivatedAt = nil
+	s.Legacy.Started = false
+	s.Legacy.OTP = nil
+	f.legacy.open = false
 	s.Admin = AdminAccount{}
 	s.Users = nil
 	s.Certs = nil
@@ -369,8 +382,15 @@ func (f *Firmware) boot() error {
 	f.chain = nil
 	f.chainStatus = 0
 	f.setupHash = nil
-	if f.st.ProvisioningState == StateIn { // an interrupted TLS setup session does not survive a reboot
-		f.st.ProvisioningState = StatePre
+	if f.st.ProvisioningState == StateIn {
+		if f.st.Legacy.Started {
+			// legacy setup survives a restart; its hellos start again (legacy.md §4)
+			f.openWindowLocked()
+			f.recordLegacyLocked(LegacyRestarted, "AMT start in setup ("+f.legacyModeLocked().String()+")")
+		} else {
+			// an interrupted TLS host-based setup session does not survive a reboot
+			f.st.ProvisioningState = StatePre
+		}
 	}
 	return nil
 }

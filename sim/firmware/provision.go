@@ -398,7 +398,11 @@ func (f *Firmware) unprovisionLocked(full bool, via string) error {
 			if err := f.setUserHashes(f.cfg.TrustHashes); err != nil {
 				return err
 			}
+			for i := range s.CertHashes {
+				s.CertHashes[i].Active = true
+			}
 			s.MEBxPasswordSHA256 = ""
+			s.Legacy = LegacySetup{}
 		} else {
 			s.Admin, s.Network.HostName, s.Network.DomainName = admin, host, domain
 		}
@@ -436,16 +440,26 @@ func (f *Firmware) CommitChanges() uint32 {
 	}
 	changedTLS := false
 	wasIn := s.ProvisioningState == StateIn
+	legacy := f.legacyModeLocked()
 	err := f.updateLocked(func(s *State) error {
 		next := TLSCommitted{Remote: cloneTLS(s.TLS.Remote), Local: cloneTLS(s.TLS.Local), Cert: s.TLS.CredentialCert}
 		changedTLS = !tlsCommittedEqual(next, s.TLS.Committed)
 		s.TLS.Committed = next
 		if s.ProvisioningState == StateIn {
 			f.activateLocked(ModeACM, "", "")
-			f.auditLocked(AuditSecurityAdmin, 1, Initiator{Type: InitiatorDigest, User: "admin"}, nil, "Provisioning completed: host-based over TLS")
+			how := "host-based over TLS"
+			if s.Legacy.Started {
+				how = "remote configuration (" + legacy.String() + ")"
+				s.Legacy.Started = false
+				f.legacy.open = false
+			}
+			f.auditLocked(AuditSecurityAdmin, 1, Initiator{Type: InitiatorDigest, User: "admin"}, nil, "Provisioning completed: "+how)
 		}
 		return nil
 	})
+	if err == nil && legacy != SetupNone {
+		f.recordLegacyLocked(LegacyCommitted, "CommitChanges: provisioning state POST, admin control mode; hellos stop")
+	}
 	f.mu.Unlock()
 	if err != nil {
 		f.log.Error("commit: persist", "err", err)
@@ -456,6 +470,10 @@ func (f *Firmware) CommitChanges() uint32 {
 	}
 	if wasIn {
 		f.emit(EventProvisioningChanged)
+	}
+	if legacy != SetupNone {
+		f.emit(EventLegacySetupChanged)
+		f.emit(EventLegacyLog)
 	}
 	return PTSuccess
 }
@@ -653,7 +671,7 @@ func (f *Firmware) StartConfigurationHBased(hashAlg uint8, serverCertHash []byte
 		return hostif.StatusInternalError, 0, nil
 	}
 	f.mu.Lock()
-	if f.st.ControlMode != ModePre {
+	if f.st.ControlMode != ModePre || f.st.Legacy.Started && f.st.ProvisioningState == StateIn {
 		f.mu.Unlock()
 		return hostif.StatusInvalidAMTMode, 0, nil
 	}
@@ -680,17 +698,27 @@ func (f *Firmware) StopConfiguration() uint32 {
 		return hostif.StatusInvalidAMTMode
 	}
 	f.setupHash = nil
+	legacy := f.st.Legacy.Started
 	err := f.updateLocked(func(s *State) error {
 		s.ProvisioningState = StatePre
 		s.Admin = AdminAccount{}
 		s.MEBxPasswordSHA256 = ""
+		s.Legacy.Started = false
 		return nil
 	})
+	if err == nil && legacy {
+		f.legacy.open = false
+		f.recordLegacyLocked(LegacyStopped, "StopConfiguration: back to pre-provisioning; hellos stop")
+	}
 	f.mu.Unlock()
 	if err != nil {
 		return hostif.StatusInternalError
 	}
 	f.emit(EventProvisioningChanged)
+	if legacy {
+		f.emit(EventLegacySetupChanged)
+		f.emit(EventLegacyLog)
+	}
 	return hostif.StatusSuccess
 }
 

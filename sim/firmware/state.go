@@ -41,6 +41,9 @@ type State struct {
 	MEBxPasswordSHA256 string `json:"mebxPasswordSha256,omitempty"`
 	Users              []User `json:"users,omitempty"`
 
+	// Legacy is the enterprise-mode (PKI/PSK) setup configuration.
+	Legacy LegacySetup `json:"legacy"`
+
 	Network    Network      `json:"network"`
 	CertHashes []CertHash   `json:"certHashes"`
 	Certs      []StoredCert `json:"certificates,omitempty"`
