@@ -296,8 +296,12 @@ func TestLANTenantAndRefresh(t *testing.T) {
 	}
 	// a password change stored by provisioning, then refresh: works again
 	must(t, e, 200, "GET", "/api/v1/amt/generalSettings/"+sim.GUID, nil)
-	// redirect status needs CIRA
-	wantBody(t, must(t, e, 404, "GET", "/api/v1/devices/redirectstatus/"+sim.GUID, nil), notConnectedBody(sim.GUID))
+	// redirect status answers for LAN devices too (the relay reaches them)
+	wantBody(t, must(t, e, 200, "GET", "/api/v1/devices/redirectstatus/"+sim.GUID, nil),
+		`{"isKVMConnected":false,"isSOLConnected":false,"isIDERConnected":false}`)
+	// …in their tenant only
+	e.Token = tokenFor(t, e.Env, "")
+	must(t, e, 204, "GET", "/api/v1/devices/redirectstatus/"+sim.GUID, nil)
 }
 
 func TestLANTLSPinned(t *testing.T) {

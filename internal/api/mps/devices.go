@@ -481,16 +481,18 @@ func (h *handlers) disconnectDevice(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if h.opts.CIRA == nil {
+	// Relay sessions run over CIRA or the LAN: answer for any device the
+	// API can reach (MPS: CIRA-connected only).
+	if h.opts.Access == nil {
 		notConnected(w, r, guid)
 		return
 	}
-	info, ok := h.opts.CIRA.Lookup(guid)
-	if !ok {
+	route, err := h.opts.Access.Lookup(r.Context(), guid)
+	if err != nil {
 		notConnected(w, r, guid)
 		return
 	}
-	if info.Tenant != api.Tenant(r.Context()) {
+	if route.Tenant != api.Tenant(r.Context()) {
 		writeErr(w, r, http.StatusUnauthorized, msgUnauthorized, msgUnauthorized)
 		return
 	}
@@ -511,16 +513,18 @@ func (h *handlers) redirectStatus(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if h.opts.CIRA == nil {
+	// Relay sessions run over CIRA or the LAN: answer for any device the
+	// API can reach (MPS: CIRA-connected only).
+	if h.opts.Access == nil {
 		notConnected(w, r, guid)
 		return
 	}
-	info, ok := h.opts.CIRA.Lookup(guid)
-	if !ok {
+	route, err := h.opts.Access.Lookup(r.Context(), guid)
+	if err != nil {
 		notConnected(w, r, guid)
 		return
 	}
-	if info.Tenant != api.Tenant(r.Context()) {
+	if route.Tenant != api.Tenant(r.Context()) {
 		api.NoContent(w)
 		return
 	}
