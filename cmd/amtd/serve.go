@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/amtd-project/amtd/internal/api"
+	legacyapi "github.com/amtd-project/amtd/internal/api/legacy"
 	"github.com/amtd-project/amtd/internal/api/mps"
 	"github.com/amtd-project/amtd/internal/api/rps"
 	"github.com/amtd-project/amtd/internal/buildinfo"
@@ -25,8 +26,11 @@ import (
 	"github.com/amtd-project/amtd/internal/cli"
 	"github.com/amtd-project/amtd/internal/cluster"
 	"github.com/amtd-project/amtd/internal/devaccess"
+	legacyserver "github.com/amtd-project/amtd/internal/legacy/server"
+	"github.com/amtd-project/amtd/internal/legacy/setuppw"
 	"github.com/amtd-project/amtd/internal/presence"
 	"github.com/amtd-project/amtd/internal/provision"
+	"github.com/amtd-project/amtd/internal/relay"
 	"github.com/amtd-project/amtd/internal/rpcproto"
 	"github.com/amtd-project/amtd/internal/secrets"
 	"github.com/amtd-project/amtd/internal/secrets/local"
@@ -73,6 +77,19 @@ type serveConfig struct {
 	CIRALegacyTLS bool
 	InstanceID    string
 
+	// Legacy provisioning (hellos on 9971, PKI/PSK remote configuration).
+	HelloAddr           string
+	HelloAcceptUnknown  bool
+	HelloDefaultProfile string
+	HelloDefaultTenant  string
+	HelloKeep           int
+	HelloReverseLookup  bool
+	HelloReadTimeout    time.Duration
+	LegacyCooldown      time.Duration
+	LegacyCommitDelay   time.Duration
+	LegacySession       time.Duration
+	LegacyDevicePort    int
+
 	// Several instances sharing one database (internal/cluster).
 	AdvertiseAddr string
 	LeaseTTL      time.Duration
@@ -111,6 +128,17 @@ func serveFlags(c *serveConfig) *cli.FlagSet {
 	fs.StringVar(&c.MPSHost, "mps-host", host, "the MPS address devices are given (CIRA configs' mpsServerAddress): the CN and SAN\nof the CIRA server certificate amtd's CA issues")
 	fs.BoolVar(&c.CIRALegacyTLS, "cira-legacy-tls", false, "accept TLS 1.0/1.1 on the CIRA port (old AMT firmware)")
 	fs.StringVar(&c.InstanceID, "instance-id", host, "this instance's name in device records (mpsInstance) when several instances share a database")
+	fs.StringVar(&c.HelloAddr, "hello", ":9971", "address of the legacy hello listener (PKI/PSK remote configuration); empty disables it")
+	fs.BoolVar(&c.HelloAcceptUnknown, "hello-accept-unknown", false, "configure hellos from UUIDs not on the legacy allow-list with --hello-default-profile\n(anyone who can send a hello gets a device provisioned: isolated staging networks only)")
+	fs.StringVar(&c.HelloDefaultProfile, "hello-default-profile", "", "profile for unknown devices when --hello-accept-unknown is set")
+	fs.StringVar(&c.HelloDefaultTenant, "hello-default-tenant", "", "tenant for unknown devices when --hello-accept-unknown is set")
+	fs.IntVar(&c.HelloKeep, "hello-keep", 10000, "hello events kept for the API (all tenants)")
+	fs.BoolVar(&c.HelloReverseLookup, "hello-reverse-lookup", false, "resolve a hello's source address to a host name (log, device record)")
+	fs.DurationVar(&c.HelloReadTimeout, "hello-read-timeout", 10*time.Second, "time a device has to send a complete hello")
+	fs.DurationVar(&c.LegacyCooldown, "legacy-cooldown", 60*time.Second, "pause before a device whose configuration failed is tried again")
+	fs.DurationVar(&c.LegacyCommitDelay, "legacy-commit-delay", 5*time.Second, "wait after CommitChanges before reconnecting (the firmware restarts its web server)")
+	fs.DurationVar(&c.LegacySession, "legacy-session-timeout", 15*time.Minute, "cap on one device's legacy configuration")
+	fs.IntVar(&c.LegacyDevicePort, "legacy-device-port", 16993, "port devices in setup mode serve TLS on (connect-back target)")
 	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "address other instances forward requests for devices connected here to\n(host:port or http(s)://host:port); default: the --http address when it is a concrete IP")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", cluster.DefaultLeaseTTL, "lifetime of this instance's lease in the database: when it is not renewed for this\nlong, other instances treat the devices connected here as disconnected")
 	fs.DurationVar(&c.LeaseRenew, "lease-renew", 0, "how often the lease is renewed and expired leases of other instances are reaped\n(at most half of --lease-ttl; default: a third of it, at most 10s)")
@@ -166,6 +194,8 @@ type server struct {
 	rpc     *rpcproto.Server
 	cira    *cira.Server
 	ciraLn  net.Listener
+	helloLn net.Listener
+	relay   *relay.Relay
 	stop    context.CancelFunc // ends background work (CIRA, presence recorder, lease)
 	cluster *cluster.Node      // this instance's lease
 	bg      sync.WaitGroup
@@ -292,7 +322,39 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 		return nil, err
 	}
 	mpsOpts.Access = access
+	// KVM/SOL/IDER relay with the AMT credentials injected into the login.
+	relayCfg := relay.Config{Access: access, Logger: log}
+	if ciraSrv != nil {
+		relayCfg.CIRA = ciraSrv
+	}
+	rl, err := relay.New(relayCfg)
+	if err != nil {
+		return nil, err
+	}
+	rl.Register(apiSrv)
+	mpsOpts.Redirections = rl
 	mps.Register(apiSrv, mpsOpts)
+	legacyapi.Register(apiSrv)
+
+	var helloSrv *legacyserver.Server
+	var helloLn net.Listener
+	if c.HelloAddr != "" {
+		t := legacyserver.DefaultTiming()
+		t.ReadTimeout, t.Cooldown, t.CommitDelay, t.SessionTimeout = c.HelloReadTimeout, c.LegacyCooldown, c.LegacyCommitDelay, c.LegacySession
+		helloSrv, err = legacyserver.New(legacyserver.Config{
+			Store: st, Secrets: sec, Engine: engine, CA: authority, Logger: log,
+			AcceptUnknown: c.HelloAcceptUnknown, DefaultProfile: c.HelloDefaultProfile, DefaultTenant: c.HelloDefaultTenant,
+			SetupPasswords: setuppw.Loader(sec), KeepHelloEvents: c.HelloKeep, ReverseLookup: c.HelloReverseLookup,
+			DevicePort: c.LegacyDevicePort, Timing: t, NoCommitDelay: c.LegacyCommitDelay == 0,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if helloLn, err = net.Listen("tcp", c.HelloAddr); err != nil {
+			closeAll(ciraLn)
+			return nil, fmt.Errorf("--hello: %w", err)
+		}
+	}
 
 	var tlsConf *tls.Config
 	if c.TLSCert != "" || c.TLSKey != "" {
@@ -304,9 +366,7 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 	}
 	ln, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
-		if ciraLn != nil {
-			ciraLn.Close()
-		}
+		closeAll(ciraLn, helloLn)
 		return nil, fmt.Errorf("--http: %w", err)
 	}
 	if tlsConf != nil {
@@ -317,14 +377,10 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 	// for devices connected to a peer are forwarded to it.
 	node, handler, err := startCluster(ctx, c, st, log, ln.Addr(), tlsConf, ciraSrv, recorder, apiSrv.Handler())
 	if err != nil {
-		for _, l := range []net.Listener{ln, ciraLn} {
-			if l != nil {
-				l.Close()
-			}
-		}
+		closeAll(ln, ciraLn, helloLn)
 		return nil, err
 	}
-	s := &server{log: log, store: st, secrets: sec, rpc: rpcSrv, cira: ciraSrv, ciraLn: ciraLn, stop: stopBG,
+	s := &server{log: log, store: st, secrets: sec, rpc: rpcSrv, cira: ciraSrv, ciraLn: ciraLn, helloLn: helloLn, relay: rl, stop: stopBG,
 		cluster: node, addr: ln.Addr(), done: make(chan error, 1),
 		http: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}}
@@ -347,6 +403,16 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 		}()
 		log.Info("CIRA listening", "addr", ciraLn.Addr().String(), "mps_host", c.MPSHost, "instance", c.InstanceID)
 	}
+	if helloSrv != nil {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			if err := helloSrv.Serve(bgCtx, helloLn); err != nil {
+				log.Error("hello listener stopped", "err", err)
+			}
+		}()
+		log.Info("hello listener", "addr", helloLn.Addr().String(), "accept_unknown", c.HelloAcceptUnknown)
+	}
 	log.Info("amtd serving", "http", ln.Addr().String(), "tls", tlsConf != nil, "db", st.Dialect(), "secrets", sec.Name(), "version", buildinfo.Version)
 	ok = true
 	return s, nil
@@ -357,6 +423,10 @@ func (s *server) shutdown(ctx context.Context) error {
 	// Activation sessions run on hijacked connections, which http.Server
 	// does not wait for: end them (the client is told why) and wait.
 	if e := s.rpc.Shutdown(ctx); e != nil && err == nil {
+		err = e
+	}
+	// Relay sessions are hijacked WebSockets too.
+	if e := s.relay.Shutdown(ctx); e != nil && err == nil {
 		err = e
 	}
 	// CIRA connections close, the recorder writes the disconnects.

@@ -30,7 +30,7 @@ func testConfig(t *testing.T) serveConfig {
 	var c serveConfig
 	fs := serveFlags(&c)
 	fs.SetLookupEnv(func(string) (string, bool) { return "", false })
-	if err := fs.Parse([]string{"--http", "127.0.0.1:0", "--cira", "127.0.0.1:0", "--mps-host", "mps.test.example",
+	if err := fs.Parse([]string{"--http", "127.0.0.1:0", "--cira", "127.0.0.1:0", "--mps-host", "mps.test.example", "--hello", "127.0.0.1:0",
 		"--data", filepath.Join(t.TempDir(), "data")}); err != nil {
 		t.Fatal(err)
 	}
