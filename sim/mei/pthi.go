@@ -25,6 +25,14 @@ const (
 	CmdGetControlMode                  uint32 = 0x0400006B
 	CmdStartConfigurationHBased        uint32 = 0x0400008B
 
+	// Legacy setup commands (spec/heci.md §4.14, legacy.md §8, §13).
+	CmdSetProvisioningServerOTP          uint32 = 0x0400002A
+	CmdSetPKIFQDNSuffix                  uint32 = 0x0400002F
+	CmdGetZeroTouchEnabled               uint32 = 0x04000030
+	CmdAddCustomizedCertificateHashEntry uint32 = 0x04000038
+	CmdSetZeroTouchEnabled               uint32 = 0x0400003A
+	CmdStartConfigurationEx              uint32 = 0x04000062
+
 	// ResponseBit is set in the command field of every PTHI response.
 	ResponseBit uint32 = 0x00800000
 )

@@ -332,6 +332,10 @@ func (s *Server) handlePTHI(req []byte) ([]byte, bool) {
 	case CmdStopConfiguration:
 		resp = statusOnly(cmd, s.fw.StopConfiguration())
 	default:
+		if r, ok := s.legacyPTHI(cmd, body); ok {
+			resp = r
+			break
+		}
 		resp = statusOnly(cmd, hostif.StatusInvalidParameter)
 	}
 	if len(resp) > maxLen {
@@ -345,8 +349,10 @@ func requestBodyLen(cmd uint32) (int, bool) {
 	switch cmd {
 	case CmdGetControlMode, CmdGetProvisioningState, CmdGetUUID, CmdGetCodeVersions,
 		CmdEnumerateHashHandles, CmdGetPKIFQDNSuffix, CmdGetRemoteAccessConnectionStatus,
-		CmdStopConfiguration:
+		CmdStopConfiguration, CmdGetZeroTouchEnabled:
 		return 0, true
+	case CmdStartConfigurationEx:
+		return 4, true
 	case CmdGetLANInterfaceSettings, CmdGetCertHashEntry, CmdUnprovision:
 		return 4, true
 	case CmdGetLocalSystemAccount:

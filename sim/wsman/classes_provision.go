@@ -136,14 +136,20 @@ func setupAndConfigurationInstance(s *S) *Instance {
 	if s.ControlMode == firmware.ModeCCM {
 		mode = 4
 	}
+	// The OTP (legacy.md §8) is readable in the IN state only; unset or
+	// unreadable it reads as 32 zero bytes (as go-wsman-messages' fixtures).
+	otp := make([]byte, 32)
+	if s.ProvisioningState == firmware.StateIn && len(s.Legacy.OTP) > 0 {
+		otp = s.Legacy.OTP
+	}
 	return service(NewInstance("AMT_SetupAndConfigurationService"), "Intel(r) AMT Setup and Configuration Service").
 		I("EnabledState", 5).
 		I("PasswordModel", 1).
 		I("ProvisioningMode", mode).
-		S("ProvisioningServerOTP", base64.StdEncoding.EncodeToString(make([]byte, 32))).
+		S("ProvisioningServerOTP", base64.StdEncoding.EncodeToString(otp)).
 		I("ProvisioningState", int64(s.ProvisioningState)).
 		I("RequestedState", 12).
-		B("ZeroTouchConfigurationEnabled", true)
+		B("ZeroTouchConfigurationEnabled", !s.Legacy.RemoteConfigDisabled)
 }
 
 func setupAndConfiguration() *Class {
