@@ -207,6 +207,8 @@ func (f *Firmware) recordLegacyLocked(kind, detail string) {
 	switch kind {
 	case LegacySessionRefused, LegacySetupBinRefused, LegacyHelloFailed:
 		f.log.Warn("legacy setup: "+kind, "uuid", f.st.UUID, "detail", detail)
+	case LegacyHelloSent, LegacySessionAccepted:
+		f.log.Debug("legacy setup: "+kind, "uuid", f.st.UUID, "detail", detail)
 	default:
 		f.log.Info("legacy setup: "+kind, "uuid", f.st.UUID, "detail", detail)
 	}
