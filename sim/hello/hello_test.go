@@ -248,7 +248,6 @@ func TestPSKHelloBytes(t *testing.T) {
 	}
 }
 
-
 // TestDiscovery follows legacy.md §2: bare ProvisionServer (no MEBx
 // domain), then the DHCP domain; the MEBx domain first when set; the
 // device's configured address before DNS; the scheduler's configured server
