@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ import (
 	"github.com/amtd-project/amtd/sim/cira"
 	"github.com/amtd-project/amtd/sim/digest"
 	"github.com/amtd-project/amtd/sim/firmware"
+	"github.com/amtd-project/amtd/sim/hello"
 	"github.com/amtd-project/amtd/sim/redir"
 	"github.com/amtd-project/amtd/sim/wsman"
 )
@@ -84,6 +86,19 @@ type Config struct {
 	// saying "outside") the device calls the MPS home and serves WS-MAN and
 	// redirection over its channels. nil: the device never connects.
 	CIRA *cira.Options
+
+	// Hellos sends the device's hellos while its firmware is in legacy
+	// setup (spec/legacy.md §4); a fleet shares one. nil: no hellos (the
+	// setup TLS session on 16993 is served all the same).
+	Hellos *hello.Scheduler
+	// HelloFrom is the address hellos are sent from, so that the
+	// configuration server connects back to this device (default: the host
+	// of the first HTTP address when it is a specific IP).
+	HelloFrom netip.Addr
+	// CommitRestart is how long the TLS port stays closed after
+	// CommitChanges ends a legacy setup: AMT restarts its web server with
+	// the installed certificate (about 3 s, legacy.md §13). 0: at once.
+	CommitRestart time.Duration
 }
 
 // Device is a running simulated device.
@@ -108,6 +123,10 @@ type Device struct {
 	redirAddrs []string // bound
 	conns      sync.WaitGroup
 	cira       *cira.Client
+	// legacy setup (legacy.go)
+	wasLegacy    bool
+	restartUntil time.Time
+	restartTimer *time.Timer
 }
 
 // New prepares a device; Start makes it reachable.
@@ -215,10 +234,15 @@ func (d *Device) Start(ctx context.Context) error {
 	}
 	d.mu.Unlock()
 	d.fw.OnEvent(func(ev firmware.Event) {
-		if ev == firmware.EventTLSChanged || ev == firmware.EventProvisioningChanged {
+		switch ev {
+		case firmware.EventProvisioningChanged, firmware.EventLegacySetupChanged:
+			d.legacyChanged()
+			d.refreshTLS()
+		case firmware.EventTLSChanged:
 			d.refreshTLS()
 		}
 	})
+	d.legacyChanged()
 	d.refreshTLS()
 	return d.startCIRA(ctx)
 }
@@ -370,7 +394,13 @@ func (d *Device) Close() error {
 	}
 	d.httpAddrs, d.tlsAddrs, d.redirAddrs = nil, nil, nil
 	host, own, c := d.host, d.ownHost, d.cira
+	if d.restartTimer != nil {
+		d.restartTimer.Stop()
+	}
 	d.mu.Unlock()
+	if d.cfg.Hellos != nil {
+		d.cfg.Hellos.Untrack(d.fw)
+	}
 	if c != nil {
 		c.Close() // ends the channels, whose handlers hold connections
 	}
@@ -384,6 +414,15 @@ func (d *Device) Close() error {
 // tlsActive: the 16993 port is open when TLS is committed for this side or
 // the firmware enforces TLS on local ports.
 func (d *Device) tlsActive() bool {
+	d.mu.Lock()
+	restarting := time.Now().Before(d.restartUntil)
+	d.mu.Unlock()
+	if restarting {
+		return false
+	}
+	if d.fw.LegacyStatus().Active {
+		return true // the setup TLS session (legacy.md §13)
+	}
 	st := d.fw.TLSServer()
 	if st.Enforced {
 		return true
@@ -467,6 +506,9 @@ func (d *Device) tlsConfig() (*tls.Config, error) {
 	}
 	if major(d.fw) < 12 {
 		cfg.MinVersion = tls.VersionTLS10
+	}
+	if st := d.fw.LegacyStatus(); st.Active && st.Mode == firmware.SetupPKI {
+		return d.setupTLSConfig(cfg)
 	}
 	if _, _, ok := d.fw.SetupClientHash(); ok {
 		// AMT 19+ TLS host-based setup: the provisioning client proves itself
@@ -600,20 +642,41 @@ func (d *Device) serveStream(hostCtx context.Context, conn net.Conn, o streamOpt
 	log := d.log.With("remote", remote)
 	_ = conn.SetDeadline(time.Now().Add(d.cfg.ReadTimeout))
 	setup := false
+	var legacy firmware.SetupMode
 	if o.secure {
-		cfg, err := d.tlsConfig()
-		if err != nil {
-			log.Error("sim: TLS configuration", "err", err)
-			abort(conn)
-			return
+		ls := d.fw.LegacyStatus()
+		if ls.Active {
+			legacy = ls.Mode
 		}
-		tc := tls.Server(conn, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			log.Debug("sim: TLS handshake", "err", err)
-			return
+		if legacy == firmware.SetupPSK {
+			pc, err := d.pskHandshake(ctx, conn)
+			if err != nil {
+				return
+			}
+			defer pc.Close() // close_notify before the socket closes
+			conn = pc
+		} else {
+			cfg, err := d.tlsConfig()
+			if err != nil {
+				log.Error("sim: TLS configuration", "err", err)
+				abort(conn)
+				return
+			}
+			tc := tls.Server(conn, cfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				log.Debug("sim: TLS handshake", "err", err)
+				if legacy == firmware.SetupPKI {
+					d.setupRefused(err)
+				}
+				return
+			}
+			if legacy == firmware.SetupPKI {
+				d.setupAccepted(tc.ConnectionState())
+			}
+			setup = d.setupSession(tc.ConnectionState())
+			defer tc.Close() // close_notify before the socket closes
+			conn = tc
 		}
-		setup = d.setupSession(tc.ConnectionState())
-		conn = tc
 	} else if !o.tunnel && !d.plainAllowed() {
 		abort(conn)
 		return
@@ -628,7 +691,7 @@ func (d *Device) serveStream(hostCtx context.Context, conn net.Conn, o streamOpt
 			}
 			return
 		}
-		if !d.serveRequest(ctx, hostCtx, conn, br, o, setup, remote, log) {
+		if !d.serveRequest(ctx, hostCtx, conn, br, o, session{setup: setup, legacy: legacy}, remote, log) {
 			return
 		}
 	}
@@ -636,7 +699,7 @@ func (d *Device) serveStream(hostCtx context.Context, conn net.Conn, o streamOpt
 
 // serveRequest reads and answers one request; it reports whether the
 // stream stays open for another.
-func (d *Device) serveRequest(ctx, hostCtx context.Context, conn net.Conn, br *bufio.Reader, o streamOptions, setup bool, remote string, log *slog.Logger) bool {
+func (d *Device) serveRequest(ctx, hostCtx context.Context, conn net.Conn, br *bufio.Reader, o streamOptions, ss session, remote string, log *slog.Logger) bool {
 	req, err := http.ReadRequest(br)
 	if err != nil {
 		log.Debug("sim: bad HTTP request", "err", err)
@@ -655,19 +718,13 @@ func (d *Device) serveRequest(ctx, hostCtx context.Context, conn net.Conn, br *b
 		return false
 	}
 	realm := d.fw.Realm()
-	res := d.digest.Verify(req.Method, req.URL.RequestURI(), req.Header.Get("Authorization"), realm, func(user string) (digest.Credential, bool) {
-		if setup && user == "admin" {
-			return digest.Credential{AnyPassword: true}, true
-		}
-		c, ok := d.fw.LookupUser(user)
-		return digest.Credential{HA1: c.HA1}, ok
-	})
+	res := d.verifyDigest(req, realm, ss)
 	if !res.OK {
 		d.writeUnauthorized(conn, realm, res.Stale, keep)
 		return keep
 	}
 	_ = conn.SetDeadline(time.Time{})
-	result := d.engine.Serve(ctx, body, wsman.Session{User: res.Username, Setup: setup, Addr: remote})
+	result := d.engine.Serve(ctx, body, wsman.Session{User: res.Username, Setup: ss.setup || ss.legacy != firmware.SetupNone, Addr: remote})
 	log.Debug("sim: wsman", "class", result.Class, "op", result.Op, "status", result.Status, "inject", int(result.Inject))
 	if !d.sleep(ctx, hostCtx, time.Duration(d.latency.Load())) {
 		abort(conn)
