@@ -568,6 +568,16 @@ func (s *session) reconfigure(ctx context.Context, pl *plan) (string, error) {
 	if err := s.authenticate(ctx, pl.passwords, pl.creds); err != nil {
 		return "", err
 	}
+	if pl.resume && s.p.TLSEnforced {
+		// The interrupted activation may have stopped between Setup and
+		// its CommitChanges (activation.md §4.4); committing again is
+		// harmless.
+		if err := s.e.commitChanges(ctx, s.client); err != nil {
+			s.j.Fail(ctx, "activate.commit", err)
+			return "", errStatus("Failed to activate in client control mode.")
+		}
+		s.j.OK(ctx, "activate.commit", "CommitChanges completing the interrupted activation over TLS")
+	}
 	if err := s.rotatePassword(ctx, pl.profile); err != nil {
 		return "", err
 	}

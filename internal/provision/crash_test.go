@@ -18,7 +18,8 @@ import (
 )
 
 // The crash test (issue point 5): an activation is killed after its Nth
-// WS-MAN call, for every N — either before the call reaches the device, or
+// WS-MAN call (plain, or over TLS on an AMT 19 device), for every N — either
+// before the call reaches the device, or
 // after the device acted on it but before amtd saw the answer. From that
 // instant amtd writes nothing more (its store and secret store are cut off)
 // and reaches the device no more. A new amtd is then started on the same
@@ -35,6 +36,11 @@ type crashCase struct {
 	profile string
 	// setup adds the configuration and says how to make the device.
 	setup func(w *world) devOpts
+	// tls: every call is a TLS handshake (AMT 19), several times dearer;
+	// it is crashed at its credential calls only, unless
+	// PROVISION_CRASH_FULL is set — under the race detector only at those
+	// that set a credential or make it live, after the device acted.
+	tls bool
 }
 
 var crashChain = sync.OnceValue(acmChain)
@@ -60,13 +66,34 @@ func crashCases() []crashCase {
 				return devOpts{trust: crashChain()}
 			},
 		},
+		{
+			// AMT 19 CCM: Setup, then CommitChanges over TLS.
+			name: "AMT19-CCM", profile: "ccm19",
+			setup: func(w *world) devOpts {
+				w.addProfile("ccm19", provision.ActivationCCM, true)
+				return devOpts{version: amt19, noWifi: true}
+			},
+			tls: true,
+		},
+		{
+			// AMT 19, TLS enforced: every call through a TLS connection,
+			// CCM then amtd's certificate then the upgrade (activation.md §7).
+			name: "AMT19-ACM", profile: "acm",
+			setup: func(w *world) devOpts {
+				w.addDomain(testDomain, suffix, crashChain())
+				w.addProfile("acm", provision.ActivationACM, true, func(p *store.Profile) { p.GenerateRandomMEBxPassword = true })
+				return devOpts{trust: crashChain(), version: amt19, noWifi: true}
+			},
+			tls: true,
+		},
 	}
 }
 
 // credentialCalls are the calls that set credentials or commit configuration
-// on the device. Under the race detector (several times slower) only they,
-// and the first and last call, are crashed at, unless PROVISION_CRASH_FULL
-// is set; without it every call is.
+// on the device. Under the race detector (several times slower) only they
+// (authenticated, not the 401 round before them), and the first and last
+// call, are crashed at, unless PROVISION_CRASH_FULL is set; without it every
+// call is (see crashCase.tls for TLS devices).
 var credentialCalls = map[string]bool{
 	"IPS_HostBasedSetupService/Setup": true, "IPS_HostBasedSetupService/AdminSetup": true,
 	"IPS_HostBasedSetupService/UpgradeClientToAdmin": true, "AMT_SetupAndConfigurationService/SetMEBxPassword": true,
@@ -74,15 +101,25 @@ var credentialCalls = map[string]bool{
 	"AMT_PublicKeyManagementService/AddCertificate": true, "AMT_SetupAndConfigurationService/CommitChanges": true,
 }
 
+// liveCalls set a credential on a TLS device or make it live (the TLS
+// CommitChanges is told apart by the TLS settings Put before it).
+var liveCalls = map[string]bool{
+	"IPS_HostBasedSetupService/Setup": true, "IPS_HostBasedSetupService/UpgradeClientToAdmin": true,
+	"AMT_SetupAndConfigurationService/SetMEBxPassword": true, "AMT_PublicKeyManagementService/AddCertificate": true,
+	"AMT_TLSSettingData/Put+AMT_SetupAndConfigurationService/CommitChanges": true,
+}
+
 func TestCrashAtEveryStep(t *testing.T) {
-	sample := raceDetector && os.Getenv("PROVISION_CRASH_FULL") == ""
+	full := os.Getenv("PROVISION_CRASH_FULL") != ""
 	for _, cc := range crashCases() {
 		// A clean run counts the calls.
 		w := newWorld(t)
 		d := w.newDevice(cc.setup(w))
 		var actions []string
+		var authed []bool // false: the unauthenticated first request of a client (answered 401)
 		probe := &directConn{hook: func(_ int, req *http.Request) error {
 			actions = append(actions, soapAction(req))
+			authed = append(authed, req.Header.Get("Authorization") != "")
 			return nil
 		}}
 		if out := w.runDirect(w.ctx(), d, request(d, activateCmd(cc.profile), ""), probe); !out.Success {
@@ -91,10 +128,23 @@ func TestCrashAtEveryStep(t *testing.T) {
 		calls := int(probe.n.Load())
 		t.Logf("%s: %d WS-MAN calls: %v", cc.name, calls, actions)
 		for n := 1; n <= calls; n++ {
-			if sample && n != 1 && n != calls && !credentialCalls[actions[n-1]] {
-				continue
+			action, variants := actions[n-1], []bool{false, true}
+			switch {
+			case full || !raceDetector && !cc.tls:
+			case raceDetector && cc.tls:
+				if n > 1 && actions[n-2] == "AMT_TLSSettingData/Put" {
+					action = actions[n-2] + "+" + action
+				}
+				if !authed[n-1] || !liveCalls[action] {
+					continue
+				}
+				variants = []bool{true}
+			default:
+				if n != 1 && n != calls && (!authed[n-1] || !credentialCalls[action]) {
+					continue
+				}
 			}
-			for _, acted := range []bool{false, true} {
+			for _, acted := range variants {
 				name := fmt.Sprintf("%s/call%02d/%s", cc.name, n, map[bool]string{false: "lost", true: "acted"}[acted])
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
@@ -190,6 +240,10 @@ func crashOnce(t *testing.T, cc crashCase, n int, acted bool) {
 	case "ccm":
 		if len(st.CIRA.MPServers) != 1 || st.CIRA.MPServers[0].Password != creds.Current(devcreds.MPS) || creds.Pending(devcreds.MPS) != "" {
 			t.Fatal("CIRA not configured with the stored MPS password")
+		}
+	case "ccm19":
+		if st.ControlMode != 1 {
+			t.Fatalf("control mode %d", st.ControlMode)
 		}
 	case "acm":
 		if st.ControlMode != 2 || !d.fw.MEBxPasswordMatches(creds.Current(devcreds.MEBx)) || creds.Pending(devcreds.MEBx) != "" {

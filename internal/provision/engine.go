@@ -85,6 +85,10 @@ type Timing struct {
 	// tunnel is retried after the connection failed (connection_reset, TLS
 	// error): AMT may be restarting its TLS stack (delay_tls_timer, 15 s).
 	ReconnectDelay time.Duration
+	// TunnelRoundTimeout bounds one attempt of a WS-MAN call through the
+	// TLS tunnel (a TLS handshake and the exchange); on expiry the call is
+	// tried again (rpc-protocol.md §11). Zero means no bound but the call's.
+	TunnelRoundTimeout time.Duration
 }
 
 // DefaultTiming returns RPS's waits.
@@ -97,6 +101,9 @@ func DefaultTiming() Timing {
 		TLSCallTimeout:  60 * time.Second,
 		LockTimeout:     2 * time.Minute,
 		ReconnectDelay:  15 * time.Second,
+		// rpc-go's read rules: ≤ 2 s + 2 s per flight; a handshake and an
+		// exchange take three.
+		TunnelRoundTimeout: 20 * time.Second,
 	}
 }
 

@@ -146,7 +146,9 @@ func (w *world) open() {
 	if w.cira, err = ca.LoadOrCreateWith(ctx, sec, "amtd/cira-ca", "amtd CIRA CA", opts); err != nil {
 		w.t.Fatal(err)
 	}
-	timing := provision.Timing{}
+	// No waits; a tunnel attempt that stalls (an answer cut by the agent's
+	// short idle rule under load) is retried after 5 s.
+	timing := provision.Timing{TunnelRoundTimeout: 5 * time.Second}
 	cfg := provision.Config{
 		Store: stor, Secrets: sec, CA: w.ca, CIRARootDER: w.cira.RootDER(),
 		Timing: &timing, Logger: quiet(),
@@ -444,7 +446,7 @@ func (d *simDevice) tlsCertificate() []byte {
 func (d *simDevice) payload(password string) *rpcproto.Payload {
 	_, versions := d.fw.CodeVersions()
 	p := &rpcproto.Payload{Client: "RPC", UUID: d.guid(), Hostname: testHost, FQDN: d.fw.PKIDNSSuffix(),
-		CurrentMode: int(d.fw.ControlMode()), ProgressSupported: true}
+		CurrentMode: int(d.fw.ControlMode()), ProgressSupported: true, TLSEnforced: d.enforced()}
 	for _, v := range versions {
 		switch v.Description {
 		case "AMT":
@@ -590,13 +592,15 @@ func (s *server) run(t *testing.T, d *simDevice, cfg agent.Config) (agent.Result
 	if cfg.LMSTLSAddr == "" {
 		cfg.LMSTLSAddr = d.tlsAddr()
 	}
-	// rpc-go's TLS-tunnel read rules with a shorter idle pause (the
-	// simulated device answers each flight in one write).
+	// rpc-go's TLS-tunnel read rules with a shorter idle pause: the
+	// simulated device writes each handshake flight at once, and closes the
+	// connection after an answer (EOF ends the read). Every tunnel call
+	// costs two idle pauses (the two handshake flights).
 	if cfg.TLSFirstByteTimeout == 0 {
 		cfg.TLSFirstByteTimeout = 2 * time.Second
 	}
 	if cfg.TLSIdleTimeout == 0 {
-		cfg.TLSIdleTimeout = 50 * time.Millisecond
+		cfg.TLSIdleTimeout = 25 * time.Millisecond
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = testHost

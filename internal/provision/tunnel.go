@@ -180,6 +180,10 @@ type retryTransport struct {
 	rt       http.RoundTripper
 	attempts int
 	pause    func(ctx context.Context) error
+	// round bounds one attempt (0: none): rpc-go may drop a round (a
+	// silent flight, an answer cut by its idle rule) and then waits for the
+	// server forever.
+	round time.Duration
 }
 
 // maxAnswer bounds a buffered WS-MAN answer.
@@ -188,18 +192,9 @@ const maxAnswer = 16 << 20
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	for i := 1; ; i++ {
-		resp, err := t.rt.RoundTrip(req)
+		resp, err := t.attempt(req)
 		if err == nil {
-			var body []byte
-			body, err = io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
-			resp.Body.Close()
-			if err == nil {
-				resp.Body = io.NopCloser(bytes.NewReader(body))
-				resp.ContentLength = int64(len(body))
-				resp.TransferEncoding = nil
-				return resp, nil
-			}
-			err = fmt.Errorf("reading the device's answer: %w", err)
+			return resp, nil
 		}
 		if i >= t.attempts || amt.IsNoRetry(ctx) || ctx.Err() != nil || req.GetBody == nil || isPinError(err) {
 			return nil, err
@@ -214,6 +209,28 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = req.Clone(ctx)
 		req.Body = body
 	}
+}
+
+// attempt is one exchange, read whole within the round timeout.
+func (t *retryTransport) attempt(req *http.Request) (*http.Response, error) {
+	if t.round > 0 {
+		ctx, cancel := context.WithTimeout(req.Context(), t.round)
+		defer cancel()
+		req = req.WithContext(ctx)
+	}
+	resp, err := t.rt.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("reading the device's answer: %w", err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.TransferEncoding = nil
+	return resp, nil
 }
 
 func (t *retryTransport) CloseIdleConnections() {
@@ -283,7 +300,7 @@ func (s *session) openTLS(ctx context.Context, portSwitch bool, delay time.Durat
 		// a request split into small records) only after its first-byte
 		// timeout (2 s): full-size records keep a WS-MAN request in one.
 		cfg.DynamicRecordSizingDisabled = true
-		s.tlsRT = &retryTransport{rt: tun.TLSTransport(cfg), attempts: 3,
+		s.tlsRT = &retryTransport{rt: tun.TLSTransport(cfg), attempts: 3, round: s.e.timing.TunnelRoundTimeout,
 			pause: func(ctx context.Context) error { return s.wait(ctx, s.e.timing.ReconnectDelay) }}
 	}
 	s.onTLS = true

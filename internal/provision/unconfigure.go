@@ -1,8 +1,13 @@
 package provision
 
 import (
+	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/base64"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/device-management-toolkit/go-wsman-messages/v2/pkg/wsman"
@@ -191,12 +196,15 @@ func (c *configRun) unconfigure(ctx context.Context) error {
 		c.j.Fail(ctx, step, fmt.Errorf("reading TLS credential contexts: %w", err))
 		return errStatus("Failed to pull TLS credential context")
 	}
+	// Kept with TLS: the certificate in the credential context (the one
+	// the device presents) and amtd's CA root (mutual authentication).
+	keepCerts := map[string]bool{}
 	for _, tc := range contexts {
-		if keepTLS {
-			// The certificate the device's TLS presents stays in use.
-			break
-		}
 		certID := tlsSelectorValue(tc.ElementInContext.ReferenceParameters.SelectorSet.Selectors, "InstanceID")
+		if keepTLS {
+			keepCerts[certID] = true
+			continue
+		}
 		if err := c.do(ctx, func(m wsman.Messages) error { return deleteTLSContext(m, certID) }); err != nil {
 			c.j.Fail(ctx, step, fmt.Errorf("deleting the TLS credential context: %w", err))
 			return errStatus("Failed to delete TLS credential context")
@@ -207,23 +215,58 @@ func (c *configRun) unconfigure(ctx context.Context) error {
 		c.j.Fail(ctx, step, fmt.Errorf("reading key pairs: %w", err))
 		return errStatus("Failed to pull public private key pair")
 	}
+	// The key of a kept certificate stays too.
+	var keptPubs []crypto.PublicKey
+	if len(keepCerts) > 0 {
+		list, err := c.certificates(ctx)
+		if err != nil {
+			c.j.Fail(ctx, step, fmt.Errorf("reading certificates: %w", err))
+			return errStatus("Failed to pull public key certificate")
+		}
+		for _, pc := range list {
+			if !keepCerts[pc.InstanceID] {
+				continue
+			}
+			if der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(pc.X509Certificate)); err == nil {
+				if cert, err := x509.ParseCertificate(der); err == nil {
+					keptPubs = append(keptPubs, cert.PublicKey)
+				}
+			}
+		}
+	}
+	nKeys := 0
 	for _, k := range keys {
+		if pub, err := parseDeviceKey(k.DERKey); err == nil && slices.ContainsFunc(keptPubs, func(p crypto.PublicKey) bool {
+			e, ok := p.(interface{ Equal(crypto.PublicKey) bool })
+			return ok && e.Equal(pub)
+		}) {
+			continue
+		}
 		if err := c.do(ctx, func(m wsman.Messages) error {
 			_, err := m.AMT.PublicPrivateKeyPair.Delete(k.InstanceID)
 			return err
 		}); err != nil {
 			// A key still used by a certificate association cannot go.
 			c.j.Info(ctx, step, fmt.Sprintf("key %s not deleted: %s", k.InstanceID, errorText(err)))
+			continue
 		}
+		nKeys++
 	}
 	certsOnDevice, err := c.certificates(ctx)
 	if err != nil {
 		c.j.Fail(ctx, step, fmt.Errorf("reading certificates: %w", err))
 		return errStatus("Failed to pull public key certificate")
 	}
+	var caRoot []byte
+	if keepTLS && c.e.cfg.CA != nil {
+		caRoot = c.e.cfg.CA.RootDER()
+	}
 	nCerts := 0
 	for _, pc := range certsOnDevice {
-		if pc.ReadOnlyCertificate {
+		if pc.ReadOnlyCertificate || keepCerts[pc.InstanceID] {
+			continue
+		}
+		if der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(pc.X509Certificate)); err == nil && caRoot != nil && bytes.Equal(der, caRoot) {
 			continue
 		}
 		if err := c.do(ctx, func(m wsman.Messages) error {
@@ -235,8 +278,8 @@ func (c *configRun) unconfigure(ctx context.Context) error {
 		}
 		nCerts++
 	}
-	if len(keys) > 0 || nCerts > 0 {
-		done = append(done, fmt.Sprintf("%d keys and %d certificates deleted", len(keys), nCerts))
+	if nKeys > 0 || nCerts > 0 {
+		done = append(done, fmt.Sprintf("%d keys and %d certificates deleted", nKeys, nCerts))
 	}
 
 	// Environment detection.
