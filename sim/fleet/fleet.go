@@ -33,6 +33,7 @@ import (
 
 	"github.com/amtd-project/amtd/sim/device"
 	"github.com/amtd-project/amtd/sim/firmware"
+	"github.com/amtd-project/amtd/sim/hello"
 	"github.com/amtd-project/amtd/sim/mei"
 	"github.com/amtd-project/amtd/sim/wsman"
 )
@@ -103,6 +104,33 @@ type Options struct {
 	// Faults are installed on every device's WS-MAN engine.
 	Faults []wsman.FaultRule
 
+	// Legacy setup (spec/legacy.md; see legacy.go). PKIDNSSuffix is the
+	// MEBx PKI DNS suffix of every device; SetupPasswords the setup-mode
+	// digest passwords (default: the empty password).
+	PKIDNSSuffix   string
+	SetupPasswords []string
+	// SetupBin: each device still in pre-provisioning applies the next
+	// unused record of this setup.bin at start, in index order, as with a
+	// USB key (firmware.ApplySetupBin).
+	SetupBin string
+	// SetupMode "pki" or "psk": devices still in pre-provisioning are set
+	// up as in the MEBx and start configuration (remote configuration on;
+	// or a generated PID/PPS, listed in DIR/psk-pairs.csv for
+	// `amtd psk import`; PSK needs firmware before 11.0).
+	SetupMode string
+	// Hello configures the hellos of devices in legacy setup (one shared
+	// scheduler; its zero value is the real schedule to ProvisionServer
+	// through the system resolver).
+	Hello hello.Options
+	// Network: the devices' addresses are their network interface (the
+	// 802.3 TLS settings govern 16993), as a configuration server reaches
+	// them, instead of the host's LMS view. Legacy setup needs it: the
+	// server configures remote TLS and comes back on 16993.
+	Network bool
+	// CommitRestart: how long 16993 stays closed after CommitChanges ends
+	// a legacy setup (device.Config.CommitRestart).
+	CommitRestart time.Duration
+
 	// Workers opening devices in parallel at start (default 32: opening
 	// is dominated by fsync of the state files).
 	Workers int
@@ -147,6 +175,7 @@ type Fleet struct {
 	devices []*Device
 	host    *device.Host // shared listeners (nil for a single device)
 	mei     *mei.Fleet
+	hellos  *hello.Scheduler
 	lock    *dirLock
 
 	httpAddr, tlsAddr string // shared listeners, as bound
@@ -242,6 +271,19 @@ func (o Options) normalize() (Options, error) {
 	if o.HostnamePrefix == "" {
 		o.HostnamePrefix = DefaultHostnamePrefix
 	}
+	switch o.SetupMode {
+	case "", SetupPKI, SetupPSK:
+	default:
+		return o, fmt.Errorf("fleet: setup mode %q (pki or psk)", o.SetupMode)
+	}
+	if o.SetupMode != "" && o.SetupBin != "" {
+		return o, errors.New("fleet: a setup.bin and a setup mode exclude each other (the file says how the devices are set up)")
+	}
+	if o.SetupBin != "" {
+		if o.SetupBin, err = filepath.Abs(o.SetupBin); err != nil {
+			return o, fmt.Errorf("fleet: %w", err)
+		}
+	}
 	if o.Workers <= 0 {
 		o.Workers = 32
 	}
@@ -281,6 +323,13 @@ func (f *Fleet) start(ctx context.Context) error {
 	}
 	if f.mei, err = mei.NewFleet(o.Logger); err != nil {
 		return err
+	}
+	ho := o.Hello
+	if ho.Logger == nil {
+		ho.Logger = o.Logger
+	}
+	if f.hellos, err = hello.New(ho); err != nil {
+		return fmt.Errorf("fleet: %w", err)
 	}
 	serveCtx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
@@ -334,6 +383,9 @@ func (f *Fleet) start(ctx context.Context) error {
 	if firstErr != nil {
 		return firstErr
 	}
+	if err := f.legacySetup(ctx); err != nil {
+		return err
+	}
 	f.log.Info("fleet started", "devices", len(f.devices), "dir", o.Dir)
 	return nil
 }
@@ -354,6 +406,7 @@ func (f *Fleet) startDevice(i int, uuid string) (*Device, error) {
 		Path: d.StatePath, UUID: uuid,
 		Version: o.Version, Build: o.Build, SKU: o.SKU,
 		TLSEnforced: o.TLSEnforced, DNSSuffix: o.DNSSuffix, TrustHashes: o.TrustHashes,
+		PKIDNSSuffix: o.PKIDNSSuffix, SetupPasswords: o.SetupPasswords,
 		GenerateKey: o.GenerateKey, Logger: o.Logger,
 	})
 	if err != nil {
@@ -363,7 +416,8 @@ func (f *Fleet) startDevice(i int, uuid string) (*Device, error) {
 		return nil, fmt.Errorf("fleet: %s holds device %s, not %s", d.StatePath, fw.UUIDString(), uuid)
 	}
 	d.Firmware = fw
-	cfg := device.Config{Firmware: fw, LMS: true, Latency: o.Latency, Logger: o.Logger}
+	cfg := device.Config{Firmware: fw, LMS: !o.Network, Latency: o.Latency, Logger: o.Logger,
+		Hellos: f.hellos, CommitRestart: o.CommitRestart}
 	if o.Single {
 		host, _, _ := net.SplitHostPort(o.LMSAddr)
 		cfg.Addrs = []string{o.LMSAddr}
@@ -441,6 +495,9 @@ func (f *Fleet) Close() error {
 			}()
 		}
 		wg.Wait()
+		if f.hellos != nil {
+			f.hellos.Close()
+		}
 		if f.host != nil {
 			f.closeErr = f.host.Close()
 		}
