@@ -8,7 +8,10 @@
 // knows about WebSockets: a Conn is any http.RoundTripper that can also wait
 // (firmware settling delays) and report progress, and Configure takes only an
 // *amt.Client, so other paths to a device (direct TLS, legacy PKI) reuse the
-// configuration steps.
+// configuration steps. A Conn that is also a Tunneler reaches the device's
+// TLS port through the same path; the engine uses it for AMT 19+ devices
+// that enforce TLS on local ports, for --tls-tunnel clients and for devices
+// it left TLS-only (tunnel.go), with its own peer verification.
 //
 // Durability (DESIGN.md principle 2): every password or key is staged in the
 // secret store (package devcreds) before the WS-MAN call that sets it, and
@@ -37,7 +40,17 @@
 //   - Unconfiguration keeps the TLS configuration of a device reached over
 //     TLS (and of one whose TLS was set up earlier in the session), as RPS
 //     does for TLS-enforced devices: disabling it would cut the session's
-//     own connection.
+//     own connection. Its certificate, key and amtd's root stay with it.
+//   - The AMT 19 ACM flow without a tlsMode in the profile installs amtd's
+//     certificate with tlsMode 2 (server authentication, non-TLS still
+//     allowed on the network interface). A device that fails it after CCM
+//     is unprovisioned only while the session can reach it; a session
+//     whose client went away leaves it in CCM with credentials amtd holds,
+//     and activation again completes it (resume.go).
+//   - A CCM activation over TLS that does not take its CommitChanges is
+//     undone with Unprovision(1), as rpc-go's local activation does.
+//   - --tls-tunnel with an ACM profile on AMT < 19 follows the AMT 19 flow
+//     (CCM, TLS, port_switch, upgrade), as activation.md §8 describes.
 package provision
 
 import (

@@ -2,9 +2,11 @@ package provision_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/amtd-project/amtd/internal/testutil/testpki"
 	"github.com/amtd-project/amtd/sim/agent"
 	"github.com/amtd-project/amtd/sim/firmware"
+	"github.com/amtd-project/amtd/sim/wsman"
 )
 
 // End-to-end over the rpc-go TLS tunnel (activation.md §7–§8): the rpcproto
@@ -49,6 +52,10 @@ func TestE2EAMT19CCM(t *testing.T) {
 	if !d.enforced() || d.dev.TLSAddr() == "" {
 		t.Fatal("the AMT 19 device does not enforce TLS")
 	}
+	// AMT drops one TLS connection without answering (the unconfiguration's
+	// first call, whose failure would fail the activation): the call is
+	// made again on a new TLS session.
+	d.dev.AddFault(wsman.FaultRule{Class: "AMT_EthernetPortSettings", Op: "Enumerate", Kind: wsman.FaultReset, Count: 1})
 
 	res := mustSucceed(t, w, srv, d, agent.Config{Command: "activate", Profile: "ccm"})
 	if !res.Payload.TLSEnforced || res.Rounds == 0 || res.QuietRounds != 0 {
@@ -345,12 +352,18 @@ func TestTunnelPeerVerification(t *testing.T) {
 	w.addProfile("ccm", provision.ActivationCCM, true, func(p *store.Profile) { p.TLSMode = ptr(2) })
 	d := w.newDevice(devOpts{version: amt19, noWifi: true})
 
+	// A path to the device without a TLS tunnel cannot reach it.
+	out := w.eng.Run(w.ctx(), request(d, activateCmd("ccm"), ""), plainOnly{&directConn{rt: d.transport()}})
+	if out.Success || status(t, out).Status != "Failed to initialize TLS tunnel" {
+		t.Fatalf("no tunnel: %s", out.Message)
+	}
+
 	// A root that did not issue the device's certificate.
 	foreign := x509.NewCertPool()
 	foreign.AddCert(acmChain().Root)
 	w.tune = func(c *provision.Config) { c.ODCARoots = foreign }
 	w.restart()
-	out := w.runDirect(w.ctx(), d, request(d, activateCmd("ccm"), ""), nil)
+	out = w.runDirect(w.ctx(), d, request(d, activateCmd("ccm"), ""), nil)
 	if out.Success || status(t, out).Status != "Failed to establish TLS tunnel connection" {
 		t.Fatalf("foreign On-Die CA root: %s", out.Message)
 	}
@@ -419,3 +432,10 @@ func TestE2EAMT19TLS13(t *testing.T) {
 		t.Fatal("not deactivated")
 	}
 }
+
+// plainOnly is a provision.Conn without the TLS tunnel.
+type plainOnly struct{ c *directConn }
+
+func (p plainOnly) RoundTrip(req *http.Request) (*http.Response, error) { return p.c.RoundTrip(req) }
+func (p plainOnly) Wait(ctx context.Context, d time.Duration) error     { return p.c.Wait(ctx, d) }
+func (p plainOnly) Progress(string)                                     {}

@@ -322,6 +322,9 @@ func (s *session) tlsIssued(der []byte) {
 // session's next calls go through tunnels). It returns the client to
 // continue with (nil: unchanged).
 func (s *session) tlsCommitted(ctx context.Context, der []byte, mode int) (*amt.Client, error) {
+	if s.pins == nil {
+		s.pins = &pinSet{}
+	}
 	s.pins.only(der)
 	switch {
 	case s.onTLS:
