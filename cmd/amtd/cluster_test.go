@@ -339,7 +339,7 @@ func TestServeTwoInstances(t *testing.T) {
 		t.Fatalf("redirect status while disconnected: %d %q %s", r.code, r.instance, r.body)
 	}
 	r = call(t, "GET", baseB+"/api/v1/amt/version/"+guid, token, nil)
-	if r.code == 200 || r.instance != "amtd-b" {
+	if r.code != 404 || r.instance != "amtd-b" || !strings.Contains(string(r.body), "Device not found/connected") {
 		t.Fatalf("version while disconnected: %d %q %s", r.code, r.instance, r.body)
 	}
 

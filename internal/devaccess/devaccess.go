@@ -83,6 +83,10 @@ var ErrNotConnected = errors.New("devaccess: device not connected")
 // ErrNotConnected (the device cannot be managed).
 var ErrNoCredentials = fmt.Errorf("%w: no AMT credentials stored", ErrNotConnected)
 
+// ErrUnreachable (wrapping ErrNotConnected): the device's LAN address did not
+// answer (no such name, refused, timed out) — returned by calls, not by Open.
+var ErrUnreachable = fmt.Errorf("%w: unreachable on the LAN", ErrNotConnected)
+
 // Via says how a device is reached.
 type Via string
 

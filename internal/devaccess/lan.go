@@ -48,7 +48,8 @@ func (t *lanTransport) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	conn, err := t.dial(ctx, "tcp", t.addr)
 	if err != nil {
-		return nil, err
+		// Nothing reached the device: for the API it is not connected.
+		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })

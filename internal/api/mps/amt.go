@@ -200,6 +200,10 @@ func itemsOf(pullEnv *xmljs.Object, class string) []any {
 // fail answers a device failure with MPS's 500 and the route's text.
 func (c *devCall) fail(err error, exc string) {
 	logErr(c.r, exc, err)
+	if errors.Is(err, devaccess.ErrUnreachable) {
+		notConnected(c.w, c.r, c.r.PathValue("guid"))
+		return
+	}
 	internalError(c.w, c.r, exc)
 }
 
