@@ -16,6 +16,7 @@ import (
 	"github.com/amtd-project/amtd/sim/agent"
 	"github.com/amtd-project/amtd/sim/firmware"
 	"github.com/amtd-project/amtd/sim/fleet"
+	"github.com/amtd-project/amtd/sim/hello"
 )
 
 func init() {
@@ -46,6 +47,19 @@ type simConfig struct {
 	Faults         cli.StringList
 	LogLevel       string
 	List           bool
+
+	// Legacy setup (spec/legacy.md).
+	USB             string
+	SetupMode       string
+	PKIDNSSuffix    string
+	ProvisionServer string
+	ProvisionPort   int
+	DNSServer       string
+	HelloTimescale  float64
+	HelloHashes     int
+	SetupPasswords  cli.StringList
+	CommitRestart   time.Duration
+	Network         bool
 
 	// Agent mode.
 	Activate     string
@@ -88,6 +102,25 @@ func simFlags(c *simConfig) *cli.FlagSet {
 	fs.Var(&c.Faults, "fault", "WS-MAN `RULE` for every device, repeatable:\n"+fleet.FaultSyntax)
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.List, "list", false, fmt.Sprintf("print one line per device even for fleets of more than %d", listAllAbove))
+
+	fs.StringVar(&c.USB, "usb", "", "legacy setup: a setup.bin (USB one-touch setup, legacy.md §11); each device still in\n"+
+		"pre-provisioning applies the next unused record at start (index order) and the record is marked used\n"+
+		"in the file; a record with 2.28 = 1 starts configuration: the device sends hellos")
+	fs.StringVar(&c.SetupMode, "setup-mode", "", "legacy setup as in the MEBx for devices still in pre-provisioning: \"pki\" (remote\n"+
+		"configuration on) or \"psk\" (a generated PID/PPS per device, listed in DIR/"+fleet.PSKPairsName+"; needs\n"+
+		"--amt-version before 11); then configuration starts and the devices send hellos")
+	fs.StringVar(&c.PKIDNSSuffix, "pki-dns-suffix", "", "the devices' PKI DNS suffix, as entered in the MEBx: the provisioning certificate's CN must fit it")
+	fs.StringVar(&c.ProvisionServer, "provision-server", "", "legacy setup: send hellos to `HOST[:PORT]` (port default --provision-port), as a configured\n"+
+		"provisioning server address; without it a device uses its setup.bin/MEBx address or looks up\n"+
+		"ProvisionServer.<domain> in DNS")
+	fs.IntVar(&c.ProvisionPort, "provision-port", 9971, "legacy setup: hello port when the server comes from DNS or --provision-server has none")
+	fs.StringVar(&c.DNSServer, "dns-server", "", "legacy setup: `IP:PORT` of the DNS server for the ProvisionServer look-ups (default: the system resolver)")
+	fs.Float64Var(&c.HelloTimescale, "hello-timescale", 1, "legacy setup: run the hello schedule (15 hellos over about 6 hours, legacy.md §4) this many times\nfaster, e.g. 60 (minutes become seconds)")
+	fs.IntVar(&c.HelloHashes, "hello-hashes", 23, "legacy setup: most root hashes in a PKI hello, 23 (older firmware) or 24 (newer)")
+	fs.Var(&c.SetupPasswords, "setup-password", "legacy setup: digest `PASSWORD` of admin in a setup session, repeatable (default: the empty password)")
+	fs.DurationVar(&c.CommitRestart, "commit-restart", 3*time.Second, "legacy setup: after CommitChanges the TLS port is closed this long while AMT restarts its web server")
+	fs.BoolVar(&c.Network, "network", false, "serve the addresses as the devices' network interface (802.3 TLS settings), as a configuration\n"+
+		"server reaches them, instead of the host's LMS view; implied by --usb and --setup-mode")
 
 	fs.StringVar(&c.Activate, "activate", "", "agent mode: activate every device at this URL (ws://host:8181/activate)")
 	fs.StringVar(&c.Deactivate, "deactivate", "", "agent mode: deactivate every device at this URL (needs --password)")
@@ -164,6 +197,9 @@ func simOptions(c simConfig, fs *cli.FlagSet) (fleet.Options, *agent.Config, err
 			return o, nil, fmt.Errorf("--fault: %w", err)
 		}
 		o.Faults = append(o.Faults, r)
+	}
+	if err := legacyOptions(c, &o); err != nil {
+		return o, nil, err
 	}
 
 	// agent mode
@@ -250,6 +286,20 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return f.Close()
 }
 
+// setupInfo describes a device in legacy setup: " setup=pki" or
+// " setup=psk pid=ABCD1234".
+func setupInfo(d *fleet.Device) string {
+	st := d.Firmware.LegacyStatus()
+	switch st.Mode {
+	case firmware.SetupPKI:
+		return " setup=pki"
+	case firmware.SetupPSK:
+		pid, _, _ := d.Firmware.PSKCredentials()
+		return " setup=psk pid=" + pid
+	}
+	return ""
+}
+
 func modeName(m uint32) string {
 	switch m {
 	case firmware.ModePre:
@@ -260,6 +310,52 @@ func modeName(m uint32) string {
 		return "acm"
 	}
 	return fmt.Sprint(m)
+}
+
+// legacyOptions checks the legacy setup flags.
+func legacyOptions(c simConfig, o *fleet.Options) error {
+	switch c.SetupMode {
+	case "", fleet.SetupPKI, fleet.SetupPSK:
+	default:
+		return fmt.Errorf("--setup-mode %q: pki or psk", c.SetupMode)
+	}
+	if c.USB != "" && c.SetupMode != "" {
+		return errors.New("--usb and --setup-mode exclude each other: the setup.bin says how the devices are set up")
+	}
+	if c.USB != "" {
+		if _, err := firmware.SetupBinAvailable(c.USB); err != nil {
+			return fmt.Errorf("--usb: %w", err)
+		}
+	}
+	if c.ProvisionPort < 1 || c.ProvisionPort > 65535 {
+		return fmt.Errorf("--provision-port %d is not a port", c.ProvisionPort)
+	}
+	if c.HelloTimescale <= 0 {
+		return fmt.Errorf("--hello-timescale must be positive, not %g", c.HelloTimescale)
+	}
+	if c.HelloHashes != 23 && c.HelloHashes != 24 {
+		return fmt.Errorf("--hello-hashes must be 23 or 24, not %d", c.HelloHashes)
+	}
+	if c.DNSServer != "" {
+		if _, err := netip.ParseAddrPort(c.DNSServer); err != nil {
+			return fmt.Errorf("--dns-server %q: want IP:PORT", c.DNSServer)
+		}
+	}
+	if c.CommitRestart < 0 {
+		return errors.New("--commit-restart must not be negative")
+	}
+	o.SetupBin, o.SetupMode, o.PKIDNSSuffix = c.USB, c.SetupMode, c.PKIDNSSuffix
+	o.Network = c.Network || c.USB != "" || c.SetupMode != ""
+	o.CommitRestart = c.CommitRestart
+	if len(c.SetupPasswords) > 0 {
+		o.SetupPasswords = c.SetupPasswords
+	}
+	o.Hello = hello.Options{Server: c.ProvisionServer, Port: c.ProvisionPort, DNSServer: c.DNSServer,
+		TimeScale: c.HelloTimescale, MaxHashes: c.HelloHashes}
+	if err := o.Hello.Validate(); err != nil { // the server address
+		return fmt.Errorf("--provision-server: %w", err)
+	}
+	return nil
 }
 
 // printFleet prints the running devices, one line each, or a summary of a
@@ -278,8 +374,8 @@ func printFleet(w io.Writer, f *fleet.Fleet, all bool, took time.Duration, base 
 			if tlsAddr == "" {
 				tlsAddr = "-" // a free port, chosen when TLS is turned on
 			}
-			fmt.Fprintf(w, "device %d uuid=%s lms=%s tls=%s mei=%s mode=%s\n",
-				d.Index, d.UUID, d.LMSAddr, tlsAddr, d.MEIPath, modeName(d.Firmware.ControlMode()))
+			fmt.Fprintf(w, "device %d uuid=%s lms=%s tls=%s mei=%s mode=%s%s\n",
+				d.Index, d.UUID, d.LMSAddr, tlsAddr, d.MEIPath, modeName(d.Firmware.ControlMode()), setupInfo(d))
 		}
 	} else {
 		first, last := devs[0], devs[len(devs)-1]

@@ -157,25 +157,30 @@ type entry struct {
 	removed bool
 }
 
-// New starts a scheduler; Close stops it.
-func New(o Options) (*Scheduler, error) {
+// Validate checks the options as New does.
+func (o Options) Validate() error {
+	_, err := o.withDefaults()
+	return err
+}
+
+func (o Options) withDefaults() (Options, error) {
 	if o.Port == 0 {
 		o.Port = DefaultPort
 	}
 	if o.Port < 1 || o.Port > 65535 {
-		return nil, fmt.Errorf("hello: port %d", o.Port)
+		return o, fmt.Errorf("hello: port %d", o.Port)
 	}
 	if o.TimeScale == 0 {
 		o.TimeScale = 1
 	}
 	if o.TimeScale < 0 {
-		return nil, fmt.Errorf("hello: time scale %g", o.TimeScale)
+		return o, fmt.Errorf("hello: time scale %g", o.TimeScale)
 	}
 	if o.Schedule == nil {
 		o.Schedule = DefaultSchedule()
 	}
 	if len(o.Schedule) == 0 || len(o.Schedule) > 255 {
-		return nil, fmt.Errorf("hello: a schedule of %d hellos", len(o.Schedule))
+		return o, fmt.Errorf("hello: a schedule of %d hellos", len(o.Schedule))
 	}
 	if o.CloseAfter == 0 {
 		o.CloseAfter = DefaultCloseAfter
@@ -184,7 +189,7 @@ func New(o Options) (*Scheduler, error) {
 		o.MaxHashes = DefaultMaxHashes
 	}
 	if o.MaxHashes < 0 || o.MaxHashes > hello.MaxHashes {
-		return nil, fmt.Errorf("hello: at most %d hashes", hello.MaxHashes)
+		return o, fmt.Errorf("hello: at most %d hashes", hello.MaxHashes)
 	}
 	if o.Workers <= 0 {
 		o.Workers = DefaultWorkers
@@ -200,8 +205,27 @@ func New(o Options) (*Scheduler, error) {
 	}
 	if o.Server != "" {
 		if _, _, err := splitServer(o.Server, 0); err != nil {
-			return nil, err
+			return o, err
 		}
+	}
+	if o.DNSServer != "" && o.Resolver == nil {
+		if _, err := netip.ParseAddrPort(o.DNSServer); err != nil {
+			return o, fmt.Errorf("hello: DNS server %q: want ip:port", o.DNSServer)
+		}
+	}
+	for _, g := range o.Schedule {
+		if g < 0 {
+			return o, errors.New("hello: negative wait in the schedule")
+		}
+	}
+	return o, nil
+}
+
+// New starts a scheduler; Close stops it.
+func New(o Options) (*Scheduler, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	s := &Scheduler{o: o, log: o.Logger, entries: map[*firmware.Firmware]*entry{},
 		wake: make(chan struct{}, 1), sem: make(chan struct{}, o.Workers)}
@@ -209,9 +233,6 @@ func New(o Options) (*Scheduler, error) {
 	case o.Resolver != nil:
 		s.resolver = o.Resolver
 	case o.DNSServer != "":
-		if _, err := netip.ParseAddrPort(o.DNSServer); err != nil {
-			return nil, fmt.Errorf("hello: DNS server %q: want ip:port", o.DNSServer)
-		}
 		server := o.DNSServer
 		s.resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -222,9 +243,6 @@ func New(o Options) (*Scheduler, error) {
 	}
 	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) / o.TimeScale) }
 	for _, g := range o.Schedule {
-		if g < 0 {
-			return nil, errors.New("hello: negative wait in the schedule")
-		}
 		s.gaps = append(s.gaps, scale(g))
 	}
 	s.closeAfter = -1
@@ -371,17 +389,20 @@ func (s *Scheduler) run() {
 func (s *Scheduler) fire(e *entry) {
 	defer s.wg.Done()
 	defer func() { <-s.sem }()
+	s.mu.Lock() // Track may change from meanwhile
+	from, retry, epoch := e.from, e.next, e.epoch
+	s.mu.Unlock()
 	st := e.fw.LegacyStatus()
-	if !st.Active || st.Epoch != e.epoch {
+	if !st.Active || st.Epoch != epoch {
 		s.finish(e, true)
 		return
 	}
-	if e.next >= len(s.gaps) {
-		e.fw.CloseSetupWindow(e.epoch)
+	if retry >= len(s.gaps) {
+		e.fw.CloseSetupWindow(epoch)
 		s.finish(e, true)
 		return
 	}
-	a := s.send(s.ctx, e.fw, e.from, e.next)
+	a := s.send(s.ctx, e.fw, from, retry)
 	if s.ctx.Err() == nil {
 		if a.Err != nil {
 			e.fw.RecordLegacyEvent(firmware.LegacyHelloFailed, fmt.Sprintf("hello retry %d: %v", a.Retry, a.Err))
