@@ -111,6 +111,20 @@ func cachedKey(bits int) (*rsa.PrivateKey, error) {
 	return testpki.Key(bits, 300+int(keySlot.Add(1)%6)), nil
 }
 
+// deviceKeys is one simulated device's key generator: cached keys, but
+// never one the device generated before (8 in turn), as a real device's
+// keys are all distinct — a key kept on the device (TLS kept across a
+// re-activation) is never "generated" again.
+func deviceKeys() func(bits int) (*rsa.PrivateKey, error) {
+	var n atomic.Int64
+	return func(bits int) (*rsa.PrivateKey, error) {
+		if bits > 2048 {
+			return cachedKey(bits)
+		}
+		return testpki.Key(bits, 300+int((n.Add(1)-1)%8)), nil
+	}
+}
+
 func (w *world) open() {
 	w.t.Helper()
 	ctx := context.Background()
@@ -311,7 +325,7 @@ const amt19 = "19.0.5"
 func (w *world) newDevice(o devOpts) *simDevice {
 	w.t.Helper()
 	cfg := firmware.Config{Path: filepath.Join(dataDir(w.t), "fw.json"), DNSSuffix: suffix, PKIDNSSuffix: suffix,
-		Hostname: testHost, GenerateKey: cachedKey, Version: o.version, NoWireless: o.noWifi}
+		Hostname: testHost, GenerateKey: deviceKeys(), Version: o.version, NoWireless: o.noWifi}
 	if o.trust != nil {
 		cfg.TrustHashes = []string{sha256hex(o.trust.Root.Raw)}
 	}
