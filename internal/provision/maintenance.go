@@ -159,6 +159,11 @@ func (e *Engine) syncIP(ctx context.Context, s *session) (string, error) {
 	}); err != nil {
 		return "", err
 	}
+	if s.p.TLSEnforced {
+		// AMT restarts its link and TLS after an Ethernet Put
+		// (activation.md §13).
+		return "", s.wait(ctx, e.timing.TLSDelay)
+	}
 	return "", nil
 }
 
