@@ -131,6 +131,10 @@ type Options struct {
 	// a legacy setup (device.Config.CommitRestart).
 	CommitRestart time.Duration
 
+	// CIRA turns on the devices' CIRA clients (cira.go); nil: devices
+	// never call an MPS home.
+	CIRA *CIRAOptions
+
 	// Workers opening devices in parallel at start (default 32: opening
 	// is dominated by fsync of the state files).
 	Workers int
@@ -284,6 +288,13 @@ func (o Options) normalize() (Options, error) {
 			return o, fmt.Errorf("fleet: %w", err)
 		}
 	}
+	if o.CIRA != nil {
+		c := *o.CIRA
+		if err := c.normalize(); err != nil {
+			return o, err
+		}
+		o.CIRA = &c
+	}
 	if o.Workers <= 0 {
 		o.Workers = 32
 	}
@@ -418,6 +429,7 @@ func (f *Fleet) startDevice(i int, uuid string) (*Device, error) {
 	d.Firmware = fw
 	cfg := device.Config{Firmware: fw, LMS: !o.Network, Latency: o.Latency, Logger: o.Logger,
 		Hellos: f.hellos, CommitRestart: o.CommitRestart}
+	var src netip.Addr // CIRA source address: the device's own (fleet layout)
 	if o.Single {
 		host, _, _ := net.SplitHostPort(o.LMSAddr)
 		cfg.Addrs = []string{o.LMSAddr}
@@ -432,6 +444,10 @@ func (f *Fleet) startDevice(i int, uuid string) (*Device, error) {
 		cfg.Host = f.host
 		cfg.Addrs = []string{net.JoinHostPort(ip.String(), hp)}
 		cfg.TLSAddrs = []string{net.JoinHostPort(ip.String(), tp)}
+		src = ip
+	}
+	if o.CIRA != nil {
+		cfg.CIRA = f.ciraOptions(i, uuid, src)
 	}
 	sim, err := device.New(cfg)
 	if err != nil {
