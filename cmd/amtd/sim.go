@@ -61,6 +61,9 @@ type simConfig struct {
 	CommitRestart   time.Duration
 	Network         bool
 
+	// CIRA clients (sim_cira.go).
+	CIRA simCIRAConfig
+
 	// Agent mode.
 	Activate     string
 	Deactivate   string
@@ -121,6 +124,8 @@ func simFlags(c *simConfig) *cli.FlagSet {
 	fs.DurationVar(&c.CommitRestart, "commit-restart", 3*time.Second, "legacy setup: after CommitChanges the TLS port is closed this long while AMT restarts its web server")
 	fs.BoolVar(&c.Network, "network", false, "serve the addresses as the devices' network interface (802.3 TLS settings), as a configuration\n"+
 		"server reaches them, instead of the host's LMS view; implied by --usb and --setup-mode")
+
+	c.CIRA.addFlags(fs)
 
 	fs.StringVar(&c.Activate, "activate", "", "agent mode: activate every device at this URL (ws://host:8181/activate)")
 	fs.StringVar(&c.Deactivate, "deactivate", "", "agent mode: deactivate every device at this URL (needs --password)")
@@ -201,6 +206,9 @@ func simOptions(c simConfig, fs *cli.FlagSet) (fleet.Options, *agent.Config, err
 	if err := legacyOptions(c, &o); err != nil {
 		return o, nil, err
 	}
+	if o.CIRA, err = c.CIRA.options(); err != nil {
+		return o, nil, err
+	}
 
 	// agent mode
 	var modes []string
@@ -263,6 +271,11 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return &exitError{code: 2, err: err}
 	}
 	opts.Logger = log
+	rec, err := startCIRARecorder(c.CIRA, opts.CIRA)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	defer rec.report(stdout, c.Devices, log)
 
 	base := fleet.ReadStats(true)
 	t0 := time.Now()
@@ -282,6 +295,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	printFleet(stdout, f, c.List, started, base)
 	<-ctx.Done()
+	rec.report(stdout, c.Devices, log) // before the devices disconnect
 	log.Info("stopping the simulated devices")
 	return f.Close()
 }
