@@ -295,11 +295,6 @@ func (s *session) openTLS(ctx context.Context, portSwitch bool, delay time.Durat
 		cfg := s.e.cfg.TunnelTLS.Clone()
 		cfg.InsecureSkipVerify = true // verification is VerifyConnection's
 		cfg.VerifyConnection = s.pins.verify
-		// Each TLS record written is one tls_data message, and rpc-go
-		// answers a message the device does not answer (the first part of
-		// a request split into small records) only after its first-byte
-		// timeout (2 s): full-size records keep a WS-MAN request in one.
-		cfg.DynamicRecordSizingDisabled = true
 		s.tlsRT = &retryTransport{rt: tun.TLSTransport(cfg), attempts: 3, round: s.e.timing.TunnelRoundTimeout,
 			pause: func(ctx context.Context) error { return s.wait(ctx, s.e.timing.ReconnectDelay) }}
 	}

@@ -1,6 +1,7 @@
 package rpcproto
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -29,6 +30,8 @@ type Tunnel struct {
 
 	mu       sync.Mutex
 	cond     *sync.Cond
+	wbuf     []byte // written, not yet sent
+	manual   bool   // flushed by its TLS connection's writes, not by Read
 	buf      []byte
 	eof      bool // the device (or rpc-go's LMS side) closed the stream
 	closed   bool // closed locally, or replaced by a newer tunnel
@@ -83,7 +86,24 @@ func (s *Session) endTunnels() {
 }
 
 // Read returns bytes the device sent; io.EOF after a connection_reset.
+//
+// Writes are queued and sent as one tls_data message: rpc-go relays each
+// message as one write to AMT and then waits for an answer, so a request
+// split over several messages (one per TLS record, or the handshake's
+// Finished followed by the first request) would cost rpc-go's first-byte
+// timeout per extra message. Until the TLS handshake is done, Read sends the
+// queue (the handshake writes a flight, then reads); afterwards the TLS
+// connection's Write does (see tunnelTLSConn), since HTTP reads and writes
+// from different goroutines.
 func (t *Tunnel) Read(p []byte) (int, error) {
+	t.mu.Lock()
+	manual := t.manual
+	t.mu.Unlock()
+	if !manual {
+		if err := t.flush(); err != nil {
+			return 0, err
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for len(t.buf) == 0 {
@@ -105,24 +125,34 @@ func (t *Tunnel) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Write sends p to the device as one tls_data message.
+// Write queues p for the device (see Read for when it is sent).
 func (t *Tunnel) Write(p []byte) (int, error) {
 	t.mu.Lock()
-	closed, eof := t.closed, t.eof
-	t.mu.Unlock()
-	if closed {
+	defer t.mu.Unlock()
+	switch {
+	case t.closed:
 		return 0, net.ErrClosed
-	}
-	if eof {
+	case t.eof:
 		return 0, io.ErrClosedPipe
 	}
-	if t.s.clientGone() {
-		return 0, ErrClientGone
-	}
-	if err := t.s.write(t.s.srv.newMessage(MethodTLSData, "ok", "", b64(p))); err != nil {
-		return 0, err
-	}
+	t.wbuf = append(t.wbuf, p...)
 	return len(p), nil
+}
+
+// flush sends the queued bytes as one tls_data message.
+func (t *Tunnel) flush() error {
+	t.mu.Lock()
+	p := t.wbuf
+	t.wbuf = nil
+	closed := t.closed
+	t.mu.Unlock()
+	if len(p) == 0 || closed {
+		return nil
+	}
+	if t.s.clientGone() {
+		return ErrClientGone
+	}
+	return t.s.write(t.s.srv.newMessage(MethodTLSData, "ok", "", b64(p)))
 }
 
 // Close ends the stream locally (rpc-go keeps its connection to AMT until
@@ -214,21 +244,56 @@ func errTunnelPayload(err error) error { return fmt.Errorf("undecodable tls_data
 // a connection the device keeps open is reused for the next request. Use it
 // as the amt.Client transport with Params.UseTLS for devices that enforce TLS.
 func (s *Session) TLSTransport(cfg *tls.Config) http.RoundTripper {
-	return &http.Transport{
+	return bufferedTransport{&http.Transport{
 		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			t := s.OpenTunnel()
-			c := tls.Client(t, cfg.Clone())
+			conf := cfg.Clone()
+			// Full-size records: fewer, larger writes through the relay.
+			conf.DynamicRecordSizingDisabled = true
+			c := tls.Client(t, conf)
 			if err := c.HandshakeContext(ctx); err != nil {
 				t.Close()
 				return nil, fmt.Errorf("TLS through the rpc client: %w", err)
 			}
+			t.mu.Lock()
+			t.manual = true
+			t.mu.Unlock()
 			return &tunnelTLSConn{Conn: c, t: t}, nil
 		},
 		DisableCompression:  true,
 		MaxConnsPerHost:     1,
 		MaxIdleConnsPerHost: 1,
 		IdleConnTimeout:     30 * time.Second,
+		WriteBufferSize:     64 << 10,
+	}}
+}
+
+// bufferedTransport reads every answer whole and closes it before returning
+// it: with one connection per device, an answer body its caller never closes
+// (go-wsman-messages leaves the first 401's open) would block the next
+// request forever.
+type bufferedTransport struct{ rt http.RoundTripper }
+
+// CloseIdleConnections drops the kept TLS connection (the next request
+// handshakes again through a new tunnel).
+func (b bufferedTransport) CloseIdleConnections() {
+	if c, ok := b.rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
 	}
+}
+
+func (b bufferedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := b.rt.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
 }
 
 // tunnelTLSConn closes its tunnel before the TLS connection, so that no
@@ -238,6 +303,16 @@ func (s *Session) TLSTransport(cfg *tls.Config) http.RoundTripper {
 type tunnelTLSConn struct {
 	*tls.Conn
 	t *Tunnel
+}
+
+// Write sends p as one tls_data message (with anything the handshake left
+// queued, e.g. TLS 1.3's client Finished).
+func (c *tunnelTLSConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err == nil {
+		err = c.t.flush()
+	}
+	return n, err
 }
 
 func (c *tunnelTLSConn) Close() error {
