@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,7 @@ type serveConfig struct {
 	WSMANAttempts     int
 	SessionTimeout    time.Duration
 	PreventOrphans    bool
+	ODCARoots         string
 
 	// Presence (CIRA).
 	CIRAAddr      string
@@ -122,6 +124,7 @@ func serveFlags(c *serveConfig) *cli.FlagSet {
 	fs.DurationVar(&c.WSMANRoundTimeout, "wsman-round-timeout", 12*time.Second, "timeout of one WS-MAN round trip relayed through rpc-go before it is resent")
 	fs.IntVar(&c.WSMANAttempts, "wsman-attempts", 3, "attempts per relayed WS-MAN call (never for AdminSetup/UpgradeClientToAdmin)")
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", 10*time.Minute, "cap on one activation/deactivation/maintenance session")
+	fs.StringVar(&c.ODCARoots, "odca-roots", "", "PEM file of Intel's On-Die CA roots: verify the certificate AMT 19+ devices present\nbefore activation (without it, that certificate is accepted unverified and logged;\nthe local system account's digest is the device's proof)")
 	fs.BoolVar(&c.PreventOrphans, "prevent-orphaned-devices", false, "refuse to activate a pre-provisioning device that already has a device record (RPS prevent_orphaned_devices)")
 	host, _ := os.Hostname()
 	fs.StringVar(&c.CIRAAddr, "cira", ":4433", "address of the CIRA (APF over TLS) listener devices call home to; empty disables it")
@@ -257,8 +260,19 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 	}
 	timing := provision.DefaultTiming()
 	timing.ActivationDelay = c.ActivationDelay
+	var odca *x509.CertPool
+	if c.ODCARoots != "" {
+		pemBytes, err := os.ReadFile(c.ODCARoots)
+		if err != nil {
+			return nil, fmt.Errorf("--odca-roots: %w", err)
+		}
+		odca = x509.NewCertPool()
+		if !odca.AppendCertsFromPEM(pemBytes) {
+			return nil, fmt.Errorf("--odca-roots: no PEM certificate in %s", c.ODCARoots)
+		}
+	}
 	engine, err := provision.New(provision.Config{
-		Store: st, Secrets: sec, CA: authority, CIRARootDER: authority.RootDER(),
+		Store: st, Secrets: sec, CA: authority, CIRARootDER: authority.RootDER(), ODCARoots: odca,
 		PreventOrphanedDevices: c.PreventOrphans, Timing: &timing, Logger: log,
 	})
 	if err != nil {
