@@ -109,6 +109,22 @@ func TestServeActivatesThroughTheAgent(t *testing.T) {
 	}
 	pw := creds.Current(devcreds.AMT)
 
+	// The provisioning log: through the API and the command line.
+	code, body := apiCall(t, "GET", base+"/api/v1/devices/"+guid+"/provisioning-log", nil)
+	var entries []struct{ Step, Result, Detail string }
+	json.Unmarshal(body, &entries)
+	if code != 200 || len(entries) < 3 || !strings.Contains(string(body), `"result":"ok"`) {
+		t.Fatalf("provisioning log: %d %s", code, body)
+	}
+	if strings.Contains(string(body), pw) {
+		t.Fatal("the provisioning log shows the AMT password")
+	}
+	var out, errOut bytes.Buffer
+	if rc := run(ctx, []string{"provisioning-log", "--data", c.DataDir, guid}, &out, &errOut); rc != 0 ||
+		!strings.Contains(out.String(), entries[0].Step) || strings.Count(out.String(), "\n") != len(entries)+1 {
+		t.Fatalf("amtd provisioning-log: %d %q %q", rc, out.String(), errOut.String())
+	}
+
 	ws = "ws" + strings.TrimPrefix(base, "http") + "/deactivate"
 	res, err = agent.Run(ctx, agent.Config{URL: ws, Command: "deactivate", Password: pw,
 		MEIPath: meiPath, LMSAddr: d.Addr(), Hostname: "desk-1"})
@@ -120,5 +136,13 @@ func TestServeActivatesThroughTheAgent(t *testing.T) {
 	}
 	if _, err := s.store.GetDevice(ctx, guid); err == nil {
 		t.Fatal("device record kept after deactivation")
+	}
+	// The log outlives the device record.
+	code, body = apiCall(t, "GET", base+"/api/v1/devices/"+guid+"/provisioning-log", nil)
+	if code != 200 || !strings.Contains(string(body), "deactivate") {
+		t.Fatalf("provisioning log after deactivation: %d %s", code, body)
+	}
+	if code, _ := apiCall(t, "GET", base+"/api/v1/devices/00000000-0000-4000-8000-000000000000/provisioning-log", nil); code != 404 {
+		t.Fatalf("log of an unknown device: %d", code)
 	}
 }

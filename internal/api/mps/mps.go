@@ -124,6 +124,7 @@ func Register(srv *api.Server, opts Options) {
 	srv.HandleFunc(http.MethodGet, d+"/tags", h.deviceTags)
 	srv.HandleFunc(http.MethodGet, d+"/:guid", h.getDevice)
 	srv.HandleFunc(http.MethodGet, d+"/redirectstatus/:guid", h.redirectStatus)
+	srv.HandleFunc(http.MethodGet, d+"/:guid/provisioning-log", h.provisioningLog)
 	srv.HandleFunc(http.MethodPost, d, h.createDevice)
 	srv.HandleFunc(http.MethodPatch, d, h.updateDevice)
 	srv.HandleFunc(http.MethodDelete, d+"/refresh/:guid", h.refreshDevice)
