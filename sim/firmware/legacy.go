@@ -240,10 +240,10 @@ func (f *Firmware) CloseSetupWindow(epoch uint64) bool {
 		return false
 	}
 	f.legacy.open = false
-	f.recordLegacyLocked(LegacyWindowClosed, "the hello schedule ended without configuration; restart with StartConfigurationEx or an AMT restart")
 	f.mu.Unlock()
 	f.emit(EventLegacySetupChanged)
-	f.emit(EventLegacyLog)
+	// logged once the listeners (the device's port, the hellos) have reacted
+	f.RecordLegacyEvent(LegacyWindowClosed, "the hello schedule ended without configuration; restart with StartConfigurationEx or an AMT restart")
 	return true
 }
 

@@ -503,3 +503,51 @@ func TestVerifySetupClientChain(t *testing.T) {
 		t.Fatalf("inactive hash: %v", err)
 	}
 }
+
+// FuzzApplySetupBin applies arbitrary files as setup.bin: never a panic;
+// an applied record leaves a file that still decodes, and a refused or
+// unreadable one leaves the file as it was.
+func FuzzApplySetupBin(f *testing.F) {
+	seed := func(version int, flags uint16, scrambled bool, vars ...setupbin.Var) []byte {
+		file := setupbin.NewFile(version, flags)
+		file.AddRecord(scrambled, vars...)
+		img, err := setupbin.Encode(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return img
+	}
+	cur := setupbin.StringVar(setupbin.CurrentMEBxPassword, "admin")
+	pw := setupbin.StringVar(setupbin.NewMEBxPassword, newMEBx)
+	f.Add(seed(3, 0, true, cur, pw, setupbin.StringVar(setupbin.PKIDNSSuffix, "corp.example.com"), setupbin.U8Var(setupbin.ProvisionHaltActive, 1)))
+	f.Add(seed(4, 1, false, cur, pw, setupbin.U8Var(setupbin.DHCP, 1), setupbin.Var{ID: setupbin.StaticIPv4, Value: make([]byte, 20)}))
+	f.Add(seed(2, 0, false, cur, pw, setupbin.StringVar(setupbin.PID, testPID), setupbin.StringVar(setupbin.PPS, testPPS)))
+	f.Add(seed(4, 0, false, cur, pw, setupbin.U8Var(setupbin.UserDefinedCertConfig, 2), setupbin.U8Var(setupbin.Redirection, 7), setupbin.U8Var(setupbin.UserConsent, 0xff)))
+	f.Add([]byte("not a setup.bin"))
+	dir := f.TempDir()
+	keys := func(bits int) (*rsa.PrivateKey, error) { return testpki.Key(bits, 200), nil }
+	f.Fuzz(func(t *testing.T, img []byte) {
+		fw, err := Open(Config{Version: "10.0.55", GenerateKey: keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "setup.bin")
+		if err := os.WriteFile(path, img, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err = fw.ApplySetupBin(context.Background(), path)
+		after, rerr := os.ReadFile(path)
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		if err != nil {
+			if !bytes.Equal(after, img) {
+				t.Fatalf("the file changed although the record was not applied: %v", err)
+			}
+			return
+		}
+		if _, err := setupbin.Decode(after); err != nil {
+			t.Fatalf("the rewritten file does not decode: %v", err)
+		}
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -324,6 +325,10 @@ func TestScheduleTimeScaled(t *testing.T) {
 	const scale = 14400
 	port, got := helloServer(t)
 	fw := setupFirmware(t, firmware.Config{})
+	s := newScheduler(t, hello.Options{Server: "127.0.0.1", Port: port, TimeScale: scale})
+	start := time.Now()
+	follow(s, fw)
+	// registered after follow's hook: called once the scheduler has seen the change
 	closed := make(chan struct{})
 	var once sync.Once
 	fw.OnEvent(func(e firmware.Event) {
@@ -331,9 +336,6 @@ func TestScheduleTimeScaled(t *testing.T) {
 			once.Do(func() { close(closed) })
 		}
 	})
-	s := newScheduler(t, hello.Options{Server: "127.0.0.1", Port: port, TimeScale: scale})
-	start := time.Now()
-	follow(s, fw)
 	var offset time.Duration
 	for i, gap := range hello.DefaultSchedule() {
 		offset += gap / scale
@@ -423,5 +425,37 @@ func TestOptionsChecked(t *testing.T) {
 			s.Close()
 			t.Errorf("%+v accepted", o)
 		}
+	}
+}
+
+// TestManyDevicesOneGoroutine: devices waiting for their next hello cost a
+// heap entry, not a goroutine.
+func TestManyDevicesOneGoroutine(t *testing.T) {
+	s := newScheduler(t, hello.Options{Server: "127.0.0.1:9", Schedule: []time.Duration{time.Hour}})
+	before := runtime.NumGoroutine()
+	const n = 300
+	fws := make([]*firmware.Firmware, n)
+	for i := range fws {
+		fw, err := firmware.Open(firmware.Config{GenerateKey: keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rv := fw.StartConfigurationEx(false); rv != 0 {
+			t.Fatal(rv)
+		}
+		s.Track(fw, netip.Addr{})
+		fws[i] = fw
+	}
+	if s.Len() != n {
+		t.Fatalf("%d scheduled", s.Len())
+	}
+	if g := runtime.NumGoroutine(); g > before+2 {
+		t.Fatalf("%d goroutines for %d scheduled devices (was %d)", g, n, before)
+	}
+	for _, fw := range fws {
+		s.Untrack(fw)
+	}
+	if s.Len() != 0 {
+		t.Fatal("not untracked")
 	}
 }
