@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,13 +77,14 @@ func TestServeCIRAEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ciraAddr := s.ciraLn.Addr().String()
+	var ciraAddr atomic.Value // the listener moves when the server restarts
+	ciraAddr.Store(s.ciraLn.Addr().String())
 	d, err := device.New(device.Config{Firmware: fw, Addrs: []string{"127.0.0.1:0"}, LMS: true,
 		CIRA: &cira.Options{TimeScale: 0.01, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 			// "mps.example.test" resolves to amtd's CIRA listener; the device
 			// still checks the certificate's name against it.
 			Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, network, ciraAddr)
+				return (&net.Dialer{}).DialContext(ctx, network, ciraAddr.Load().(string))
 			}}})
 	if err != nil {
 		t.Fatal(err)
@@ -173,5 +175,25 @@ func TestServeCIRAEndToEnd(t *testing.T) {
 			t.Fatal("device did not reconnect after the server dropped it")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+
+	// The server restarts (same data folder, new listeners): the device
+	// calls back and is managed again, with the credentials amtd kept.
+	if err := s.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.HTTPAddr, c.CIRAAddr = "127.0.0.1:0", "127.0.0.1:0"
+	s2, base2, _ := startTestServer(t, c)
+	defer s2.shutdown(context.Background())
+	ciraAddr.Store(s2.ciraLn.Addr().String())
+	deadline = time.Now().Add(30 * time.Second)
+	for !s2.cira.IsConnected(guid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("device did not reconnect after the server restarted (client %+v)", d.CIRA().Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, b := apiCall(t, "POST", base2+"/api/v1/amt/power/action/"+guid, map[string]any{"action": 8}); code != 200 || fw.PowerState() != 8 {
+		t.Fatalf("power off after the restart: %d %s (state %d)", code, b, fw.PowerState())
 	}
 }

@@ -190,20 +190,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // server is a running `amtd serve`.
 type server struct {
-	log     *slog.Logger
-	store   store.Store
-	secrets secrets.Store
-	http    *http.Server
-	rpc     *rpcproto.Server
-	cira    *cira.Server
-	ciraLn  net.Listener
-	helloLn net.Listener
-	relay   *relay.Relay
-	stop    context.CancelFunc // ends background work (CIRA, presence recorder, lease)
-	cluster *cluster.Node      // this instance's lease
-	bg      sync.WaitGroup
-	addr    net.Addr
-	done    chan error
+	log      *slog.Logger
+	store    store.Store
+	secrets  secrets.Store
+	http     *http.Server
+	rpc      *rpcproto.Server
+	cira     *cira.Server
+	ciraLn   net.Listener
+	helloLn  net.Listener
+	relay    *relay.Relay
+	stop     context.CancelFunc // ends background work (CIRA, presence recorder, lease)
+	cluster  *cluster.Node      // this instance's lease
+	bg       sync.WaitGroup
+	addr     net.Addr
+	done     chan error
+	shutOnce sync.Once
+	shutErr  error
 	// started counts HTTP requests whose reading has begun.
 	started atomic.Int64
 }
@@ -432,7 +434,14 @@ func startServer(ctx context.Context, c serveConfig, log *slog.Logger, stdout io
 	return s, nil
 }
 
+// shutdown stops the server; later calls wait for the first and return its
+// result.
 func (s *server) shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() { s.shutErr = s.doShutdown(ctx) })
+	return s.shutErr
+}
+
+func (s *server) doShutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	// Activation sessions run on hijacked connections, which http.Server
 	// does not wait for: end them (the client is told why) and wait.
