@@ -228,34 +228,11 @@ func validateCIRAUpdate(body map[string]any) valid.Errors {
 }
 
 func (h *handlers) listCIRA(w http.ResponseWriter, r *http.Request) {
-	p, ok := parseList(w, r)
-	if !ok {
-		return
-	}
-	tenant := api.Tenant(r.Context())
-	list, err := h.st.ListCIRAConfigs(r.Context(), tenant, p.page)
-	if err != nil {
-		opFailed(w, r, "", err)
-		return
-	}
-	out := make([]ciraJSON, len(list))
-	for i := range list {
-		out[i] = ciraOut(&list[i])
-	}
-	writeList(w, r, p, out, func() (int, error) { return h.st.CountCIRAConfigs(r.Context(), tenant) })
+	listObjects(w, r, h.st.ListCIRAConfigs, h.st.CountCIRAConfigs, ciraOut)
 }
 
 func (h *handlers) getCIRA(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("ciraConfigName")
-	c, err := h.st.GetCIRAConfig(r.Context(), api.Tenant(r.Context()), name)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		notFound(w, r, typeCIRA, name)
-	case err != nil:
-		opFailed(w, r, name, err)
-	default:
-		api.WriteJSON(w, r, http.StatusOK, ciraOut(c))
-	}
+	getObject(w, r, "ciraConfigName", typeCIRA, h.st.GetCIRAConfig, ciraOut)
 }
 
 func (h *handlers) createCIRA(w http.ResponseWriter, r *http.Request) {

@@ -108,34 +108,11 @@ func certError(msg string) valid.Errors {
 var domainFields = []string{"profileName", "domainSuffix", "provisioningCert", "provisioningCertStorageFormat", "provisioningCertPassword"}
 
 func (h *handlers) listDomains(w http.ResponseWriter, r *http.Request) {
-	p, ok := parseList(w, r)
-	if !ok {
-		return
-	}
-	tenant := api.Tenant(r.Context())
-	list, err := h.st.ListDomains(r.Context(), tenant, p.page)
-	if err != nil {
-		opFailed(w, r, "", err)
-		return
-	}
-	out := make([]domainJSON, len(list))
-	for i := range list {
-		out[i] = domainOut(&list[i])
-	}
-	writeList(w, r, p, out, func() (int, error) { return h.st.CountDomains(r.Context(), tenant) })
+	listObjects(w, r, h.st.ListDomains, h.st.CountDomains, domainOut)
 }
 
 func (h *handlers) getDomain(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("domainName")
-	d, err := h.st.GetDomain(r.Context(), api.Tenant(r.Context()), name)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		notFound(w, r, typeDomain, name)
-	case err != nil:
-		opFailed(w, r, name, err)
-	default:
-		api.WriteJSON(w, r, http.StatusOK, domainOut(d))
-	}
+	getObject(w, r, "domainName", typeDomain, h.st.GetDomain, domainOut)
 }
 
 func (h *handlers) createDomain(w http.ResponseWriter, r *http.Request) {

@@ -66,34 +66,11 @@ func validate8021x(body map[string]any, update bool) valid.Errors {
 }
 
 func (h *handlers) list8021x(w http.ResponseWriter, r *http.Request) {
-	p, ok := parseList(w, r)
-	if !ok {
-		return
-	}
-	tenant := api.Tenant(r.Context())
-	list, err := h.st.ListIEEE8021xConfigs(r.Context(), tenant, p.page)
-	if err != nil {
-		opFailed(w, r, "", err)
-		return
-	}
-	out := make([]ieee8021xJSON, len(list))
-	for i := range list {
-		out[i] = ieee8021xOut(&list[i])
-	}
-	writeList(w, r, p, out, func() (int, error) { return h.st.CountIEEE8021xConfigs(r.Context(), tenant) })
+	listObjects(w, r, h.st.ListIEEE8021xConfigs, h.st.CountIEEE8021xConfigs, ieee8021xOut)
 }
 
 func (h *handlers) get8021x(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("profileName")
-	c, err := h.st.GetIEEE8021xConfig(r.Context(), api.Tenant(r.Context()), name)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		notFound(w, r, type8021x, name)
-	case err != nil:
-		opFailed(w, r, name, err)
-	default:
-		api.WriteJSON(w, r, http.StatusOK, ieee8021xOut(c))
-	}
+	getObject(w, r, "profileName", type8021x, h.st.GetIEEE8021xConfig, ieee8021xOut)
 }
 
 func pxeFrom(body map[string]any) *int {

@@ -464,34 +464,11 @@ func profileSecret(amt, mebx string) map[string]string {
 }
 
 func (h *handlers) listProfiles(w http.ResponseWriter, r *http.Request) {
-	p, ok := parseList(w, r)
-	if !ok {
-		return
-	}
-	tenant := api.Tenant(r.Context())
-	list, err := h.st.ListProfiles(r.Context(), tenant, p.page)
-	if err != nil {
-		opFailed(w, r, "", err)
-		return
-	}
-	out := make([]profileJSON, len(list))
-	for i := range list {
-		out[i] = profileOut(&list[i])
-	}
-	writeList(w, r, p, out, func() (int, error) { return h.st.CountProfiles(r.Context(), tenant) })
+	listObjects(w, r, h.st.ListProfiles, h.st.CountProfiles, profileOut)
 }
 
 func (h *handlers) getProfile(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("profileName")
-	p, err := h.st.GetProfile(r.Context(), api.Tenant(r.Context()), name)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		notFound(w, r, typeAMT, name)
-	case err != nil:
-		opFailed(w, r, name, err)
-	default:
-		api.WriteJSON(w, r, http.StatusOK, profileOut(p))
-	}
+	getObject(w, r, "profileName", typeAMT, h.st.GetProfile, profileOut)
 }
 
 func (h *handlers) createProfile(w http.ResponseWriter, r *http.Request) {

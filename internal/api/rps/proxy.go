@@ -60,34 +60,11 @@ func validateProxy(body map[string]any, update bool) valid.Errors {
 }
 
 func (h *handlers) listProxies(w http.ResponseWriter, r *http.Request) {
-	p, ok := parseList(w, r)
-	if !ok {
-		return
-	}
-	tenant := api.Tenant(r.Context())
-	list, err := h.st.ListProxyConfigs(r.Context(), tenant, p.page)
-	if err != nil {
-		opFailed(w, r, "", err)
-		return
-	}
-	out := make([]proxyJSON, len(list))
-	for i := range list {
-		out[i] = proxyOut(&list[i])
-	}
-	writeList(w, r, p, out, func() (int, error) { return h.st.CountProxyConfigs(r.Context(), tenant) })
+	listObjects(w, r, h.st.ListProxyConfigs, h.st.CountProxyConfigs, proxyOut)
 }
 
 func (h *handlers) getProxy(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	c, err := h.st.GetProxyConfig(r.Context(), api.Tenant(r.Context()), name)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		notFound(w, r, typeProxy, name)
-	case err != nil:
-		opFailed(w, r, name, err)
-	default:
-		api.WriteJSON(w, r, http.StatusOK, proxyOut(c))
-	}
+	getObject(w, r, "name", typeProxy, h.st.GetProxyConfig, proxyOut)
 }
 
 func (h *handlers) createProxy(w http.ResponseWriter, r *http.Request) {

@@ -235,6 +235,45 @@ func clampInt(s string) int {
 
 // writeList answers a list: a bare array, or {"data":[…],"totalCount":N}
 // when $count asks for it.
+// listObjects answers a list route: one page of the tenant's objects, as a
+// bare array or with the total count ($count).
+func listObjects[T, J any](w http.ResponseWriter, r *http.Request,
+	list func(ctx context.Context, tenant string, p store.Page) ([]T, error),
+	count func(ctx context.Context, tenant string) (int, error), out func(*T) J) {
+	p, ok := parseList(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	tenant := api.Tenant(ctx)
+	items, err := list(ctx, tenant, p.page)
+	if err != nil {
+		opFailed(w, r, "", err)
+		return
+	}
+	js := make([]J, len(items))
+	for i := range items {
+		js[i] = out(&items[i])
+	}
+	writeList(w, r, p, js, func() (int, error) { return count(ctx, tenant) })
+}
+
+// getObject answers a get-by-name route (the name in path parameter param;
+// typ names the kind in the 404 message).
+func getObject[T, J any](w http.ResponseWriter, r *http.Request, param, typ string,
+	get func(ctx context.Context, tenant, name string) (*T, error), out func(*T) J) {
+	name := r.PathValue(param)
+	obj, err := get(r.Context(), api.Tenant(r.Context()), name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		notFound(w, r, typ, name)
+	case err != nil:
+		opFailed(w, r, name, err)
+	default:
+		api.WriteJSON(w, r, http.StatusOK, out(obj))
+	}
+}
+
 func writeList[T any](w http.ResponseWriter, r *http.Request, p listParams, items []T, count func() (int, error)) {
 	if items == nil {
 		items = []T{}

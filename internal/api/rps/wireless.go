@@ -137,34 +137,11 @@ func linkPolicy(v any) []int {
 }
 
 func (h *handlers) listWireless(w http.ResponseWriter, r *http.Request) {
-	p, ok := parseList(w, r)
-	if !ok {
-		return
-	}
-	tenant := api.Tenant(r.Context())
-	list, err := h.st.ListWirelessConfigs(r.Context(), tenant, p.page)
-	if err != nil {
-		opFailed(w, r, "", err)
-		return
-	}
-	out := make([]wirelessJSON, len(list))
-	for i := range list {
-		out[i] = wirelessOut(&list[i])
-	}
-	writeList(w, r, p, out, func() (int, error) { return h.st.CountWirelessConfigs(r.Context(), tenant) })
+	listObjects(w, r, h.st.ListWirelessConfigs, h.st.CountWirelessConfigs, wirelessOut)
 }
 
 func (h *handlers) getWireless(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("profileName")
-	c, err := h.st.GetWirelessConfig(r.Context(), api.Tenant(r.Context()), name)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		notFound(w, r, typeWireless, name)
-	case err != nil:
-		opFailed(w, r, name, err)
-	default:
-		api.WriteJSON(w, r, http.StatusOK, wirelessOut(c))
-	}
+	getObject(w, r, "profileName", typeWireless, h.st.GetWirelessConfig, wirelessOut)
 }
 
 func (h *handlers) createWireless(w http.ResponseWriter, r *http.Request) {
