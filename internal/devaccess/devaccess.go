@@ -474,16 +474,14 @@ func (a *Access) newClient(guid string, r Route, creds devcreds.Creds, e *entry)
 		if err != nil {
 			return nil, fmt.Errorf("devaccess: %s: bad address %q", guid, r.Addr)
 		}
-		lt := &lanTransport{dial: a.o.DialContext, addr: r.Addr, maxResp: a.o.MaxResponseBytes}
+		var cfg *tls.Config
 		if r.TLS {
-			cfg, err := pinnedTLS(creds.Current(devcreds.TLSCert), host, a.o.LegacyTLS)
-			if err != nil {
+			if cfg, err = pinnedTLS(creds.Current(devcreds.TLSCert), host, a.o.LegacyTLS); err != nil {
 				return nil, fmt.Errorf("devaccess: %s: %w", guid, err)
 			}
-			lt.tls = cfg
 			p.UseTLS = true
 		}
-		rt = lt
+		rt = lanTransport(a.o.DialContext, r.Addr, cfg, a.o.MaxResponseBytes)
 		p.Target = host
 	default:
 		return nil, fmt.Errorf("devaccess: unknown path %q", r.Via)

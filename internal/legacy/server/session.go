@@ -273,7 +273,7 @@ func (r *run) prepare(ctx context.Context) error {
 		r.j.OK(ctx, "legacy.certificate", fmt.Sprintf("provisioning certificate of domain %s (CN %s), root matches the device's %s hash %s",
 			pc.domain, pc.leafCN, pc.matched.Type, pc.matched.Hex()))
 		cfg := setupTLSConfig(pc.chain, pc.key, func(sum string) { r.deviceCertSHA256 = sum })
-		r.rt = &connTransport{addr: r.addr, dial: func(ctx context.Context) (net.Conn, error) { return d.tlsConn(ctx, r.addr, cfg) }}
+		r.rt = &amt.DirectTransport{Name: r.addr, Dial: func(ctx context.Context) (net.Conn, error) { return d.tlsConn(ctx, r.addr, cfg) }}
 	default:
 		pair, err := r.s.psk.Lookup(ctx, r.h.PID)
 		if errors.Is(err, psk.ErrUnknownPID) {
@@ -291,7 +291,7 @@ func (r *run) prepare(ctx context.Context) error {
 		}
 		r.pskPID = pair.PID
 		r.j.OK(ctx, "legacy.psk", "PID "+pair.PID+" is one of amtd's pairs")
-		r.rt = &connTransport{addr: r.addr, dial: func(ctx context.Context) (net.Conn, error) { return d.pskConn(ctx, r.addr, cfg) }}
+		r.rt = &amt.DirectTransport{Name: r.addr, Dial: func(ctx context.Context) (net.Conn, error) { return d.pskConn(ctx, r.addr, cfg) }}
 	}
 	if r.newAMT, err = r.profilePassword(ctx, p.GenerateRandomPassword, provision.FieldAMTPassword); err != nil {
 		return err
@@ -391,7 +391,7 @@ func (r *run) setup(ctx context.Context) error {
 func (r *run) configure(ctx context.Context) (*provision.Result, provision.ConfigureOutcome) {
 	d := &dialer{dial: r.s.cfg.Dial, dialTimeout: r.s.timing.DialTimeout, handshakeTimeout: r.s.timing.HandshakeTimeout}
 	cfg := pinnedTLSConfig(r.s.cfg.Secrets, r.guid)
-	rt := &connTransport{addr: r.addr, dial: func(ctx context.Context) (net.Conn, error) { return d.tlsConn(ctx, r.addr, cfg) }}
+	rt := &amt.DirectTransport{Name: r.addr, Dial: func(ctx context.Context) (net.Conn, error) { return d.tlsConn(ctx, r.addr, cfg) }}
 	cl := amt.NewClient(rt, amt.Params{Target: r.ip, Username: "admin", Password: r.newAMT, UseTLS: true, Timeout: r.s.timing.CallTimeout})
 	r.j.Info(ctx, "legacy.configure", "configuring per profile "+r.prof.Name+" over TLS (pinned to the installed certificate)")
 	// KeepTLS: the session runs on the device's TLS port, so the engine's

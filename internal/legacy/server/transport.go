@@ -1,8 +1,6 @@
 package server
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -13,9 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -23,70 +19,6 @@ import (
 	"github.com/amtd-project/amtd/internal/secrets"
 	"github.com/amtd-project/amtd/internal/tlspsk"
 )
-
-// maxResponse bounds one WS-MAN answer read from a device.
-const maxResponse = 4 << 20
-
-// connTransport carries each HTTP exchange on a fresh connection to one
-// device endpoint, whatever the request URL's host (AMT closes the
-// connection after every answer). The whole response is read before
-// RoundTrip returns. The request's context bounds everything.
-type connTransport struct {
-	addr string
-	dial func(ctx context.Context) (net.Conn, error) // connected and, for TLS, handshaken
-}
-
-func (t *connTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.roundTrip(req)
-	if err != nil {
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		if ctxErr := req.Context().Err(); ctxErr != nil {
-			return nil, fmt.Errorf("%s: %w", t.addr, ctxErr)
-		}
-		return nil, fmt.Errorf("%s: %w", t.addr, err)
-	}
-	return resp, nil
-}
-
-func (t *connTransport) roundTrip(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	conn, err := t.dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	w := bufio.NewWriter(conn)
-	out := *req
-	out.Close = true
-	if err := out.Write(w); err != nil {
-		return nil, fmt.Errorf("writing the request: %w", err)
-	}
-	if err := w.Flush(); err != nil {
-		return nil, fmt.Errorf("writing the request: %w", err)
-	}
-	lr := &io.LimitedReader{R: conn, N: maxResponse + 1}
-	resp, err := http.ReadResponse(bufio.NewReader(lr), req)
-	if err != nil {
-		return nil, fmt.Errorf("reading the response: %w", err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if lr.N <= 0 {
-		return nil, errors.New("the response exceeds the size limit")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the response body: %w", err)
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	resp.ContentLength = int64(len(body))
-	resp.TransferEncoding = nil
-	resp.Header.Del("Transfer-Encoding")
-	return resp, nil
-}
 
 // dialer opens TCP connections with the configured timeouts.
 type dialer struct {
