@@ -239,15 +239,11 @@ func runLegacyImport(ctx context.Context, args []string, stdout, stderr io.Write
 	if len(positional) != 1 {
 		return usageError(fs, stderr, "want exactly one CSV file")
 	}
-	var r io.Reader = os.Stdin
-	if positional[0] != "-" {
-		f, err := os.Open(positional[0])
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		defer f.Close()
-		r = f
+	r, err := openInput(positional[0])
+	if err != nil {
+		return &exitError{code: 2, err: err}
 	}
+	defer r.Close()
 	entries, err := allowlist.ParseCSV(r, *def)
 	if err != nil {
 		return reportImport(err, stderr)
@@ -387,4 +383,12 @@ func runSetupPassword(ctx context.Context, args []string, stdout, stderr io.Writ
 		return &exitError{code: 2, err: fmt.Errorf("unknown operation %q: want add, count or clear", op)}
 	}
 	return nil
+}
+
+// openInput opens a file named on the command line, "-" being stdin.
+func openInput(path string) (io.ReadCloser, error) {
+	if path == "-" {
+		return io.NopCloser(os.Stdin), nil
+	}
+	return os.Open(path)
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -130,15 +129,11 @@ func runPSKImport(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if len(positional) != 1 {
 		return usageError(fs, stderr, "want exactly one file")
 	}
-	var r io.Reader = os.Stdin
-	if positional[0] != "-" {
-		f, err := os.Open(positional[0])
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		defer f.Close()
-		r = f
+	r, err := openInput(positional[0])
+	if err != nil {
+		return &exitError{code: 2, err: err}
 	}
+	defer r.Close()
 	cr := csv.NewReader(bufio.NewReader(r))
 	cr.FieldsPerRecord = -1
 	cr.Comment = '#'
