@@ -51,6 +51,7 @@ const (
 	e2eCommitRestart = 50 * time.Millisecond
 	e2eCommitDelay   = 300 * time.Millisecond
 	e2eHelloScale    = 600 // a minute of the hello schedule becomes 100 ms
+	e2eCooldown      = 500 * time.Millisecond
 	e2eWait          = 90 * time.Second
 )
 
@@ -71,6 +72,7 @@ func startLegacyServer(t *testing.T, devicePort int) *legacyServer {
 	c.ActivationDelay = 0
 	c.LegacyDevicePort = devicePort
 	c.LegacyCommitDelay = e2eCommitDelay
+	c.LegacyCooldown = e2eCooldown
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := startServer(context.Background(), c, log, io.Discard)
@@ -154,9 +156,10 @@ type helloRecord struct {
 		Type int    `json:"type"`
 		Hash string `json:"hash"`
 	} `json:"hashes"`
-	PID     string `json:"pid"`
-	Outcome string `json:"outcome"`
-	Detail  string `json:"detail"`
+	PID                 string `json:"pid"`
+	AdminCredentialsSet bool   `json:"adminCredentialsSet"`
+	Outcome             string `json:"outcome"`
+	Detail              string `json:"detail"`
 }
 
 func (ls *legacyServer) hellos(t *testing.T, guid string) []helloRecord {
@@ -190,6 +193,25 @@ func (ls *legacyServer) waitOutcome(t *testing.T, guid, want string, fw *firmwar
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("device %s: no hello with a final outcome after %v (%d hellos: %+v)\ndevice legacy log:\n%s", guid, e2eWait, len(l), l, legacyLog(fw))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitAnyOutcome waits for a hello of the device with the outcome want,
+// whatever came before.
+func (ls *legacyServer) waitAnyOutcome(t *testing.T, guid, want string, fw *firmware.Firmware) helloRecord {
+	t.Helper()
+	deadline := time.Now().Add(e2eWait)
+	for {
+		l := ls.hellos(t, guid)
+		for _, h := range l {
+			if h.Outcome == want {
+				return h
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("device %s: no hello with outcome %q after %v (%d hellos: %+v)\ndevice legacy log:\n%s", guid, want, e2eWait, len(l), l, legacyLog(fw))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -281,6 +303,20 @@ func (ls *legacyServer) provisioningLog(t *testing.T, guid string) ([]string, st
 		t.Fatalf("amtd provisioning-log %s: exit %d (%d API entries)\n%s%s", guid, code, len(entries), out, errOut)
 	}
 	return steps, out
+}
+
+// noSecrets fails the test if amtd's log or any of the texts contain one
+// of the secrets.
+func (ls *legacyServer) noSecrets(t *testing.T, secrets []string, texts ...string) {
+	t.Helper()
+	texts = append(texts, ls.logs.String())
+	for _, sec := range secrets {
+		for i, text := range texts {
+			if sec != "" && strings.Contains(text, sec) {
+				t.Fatalf("a secret (%d characters) appears in text %d of %d (the last is amtd's log)", len(sec), i+1, len(texts))
+			}
+		}
+	}
 }
 
 // storedCreds returns the credentials amtd committed for a device: AMT
@@ -446,7 +482,8 @@ func startPKISetup(t *testing.T, fw *firmware.Firmware, server netip.AddrPort) {
 // in the device list with their provisioning log. A device not on the
 // allow-list, one whose PKI DNS suffix does not fit the certificate and
 // one that does not trust its root are refused, each with the reason in the
-// hello record (and, where the device was contacted, in its own log).
+// hello record (and, where the device was contacted, in its own log); once
+// the operator fixes the first two, their next hellos get them provisioned.
 func TestLegacyPKIEndToEnd(t *testing.T) {
 	chain := testpki.NewChain(testpki.ChainOptions{LeafCN: "prov.pki.example.com", Intermediate: true})
 	other := testpki.NewChain(testpki.ChainOptions{LeafCN: "prov.pki.example.com", RootCN: "another root"})
@@ -476,39 +513,6 @@ func TestLegacyPKIEndToEnd(t *testing.T) {
 		startPKISetup(t, dev.Firmware, ls.helloAddr())
 	}
 
-	// Provisioned, seen from amtd and from the devices.
-	for _, dev := range []*fleet.Device{good, good2} {
-		h := ls.waitOutcome(t, dev.UUID, "provisioned", dev.Firmware)
-		if h.Version != 3 || len(h.Hashes) == 0 || !strings.Contains(h.Detail, "legacy-acm") {
-			t.Fatalf("hello record %+v", h)
-		}
-		ip, _, _ := net.SplitHostPort(dev.LMSAddr)
-		if h.IP != ip {
-			t.Fatalf("hello from %s, the device is %s", h.IP, ip)
-		}
-		checkProvisioned(t, ls, dev.Firmware, dev.TLSAddr())
-	}
-	var host string
-	good.Firmware.View(func(s *firmware.State) { host = s.Network.HostName + "." + s.Network.DomainName })
-	if host != "pc-0001.pki.example.com" {
-		t.Fatalf("AMT FQDN %q, want the allow-list's", host)
-	}
-	list := ls.devices(t)
-	for _, dev := range []*fleet.Device{good, good2} {
-		r, ok := list[dev.UUID]
-		ip, _, _ := net.SplitHostPort(dev.LMSAddr)
-		if !ok || r.DeviceInfo == nil || r.DeviceInfo.CurrentMode != "2" || r.DeviceInfo.IPAddress != ip ||
-			!slices.Equal(r.Tags, []string{"legacy", "floor3"}) || !strings.HasPrefix(r.Hostname, "pc-000") {
-			t.Fatalf("device list entry of %s: %+v (%+v)", dev.UUID, r, r.DeviceInfo)
-		}
-		steps, _ := ls.provisioningLog(t, dev.UUID)
-		want := []string{"legacy.hello:info", "legacy.certificate:ok", "legacy.auth:ok", "legacy.state:ok", "legacy.mebx:ok",
-			"legacy.password:ok", "legacy.hostname:ok", "legacy.tls:ok", "legacy.commit:ok", "device.record:ok", "legacy.configure:info", "tls:ok"}
-		if !isSubsequence(steps, want) {
-			t.Fatalf("provisioning log of %s: %v lacks %v", dev.UUID, steps, want)
-		}
-	}
-
 	// Not on the allow-list: recorded, nothing else; the device is still in
 	// setup and was never contacted.
 	h := ls.waitOutcome(t, unknown.UUID, "unknown-uuid", unknown.Firmware)
@@ -532,17 +536,10 @@ func TestLegacyPKIEndToEnd(t *testing.T) {
 	if !strings.Contains(h.Detail, "no matching provisioning certificate") {
 		t.Fatalf("hello outcome detail of the untrusting device: %q", h.Detail)
 	}
-
-	// The refused devices stay in setup, unprovisioned and unknown to the
-	// device list; those amtd did not contact saw no setup session.
-	list = ls.devices(t)
 	for _, dev := range []*fleet.Device{unknown, wrongSuffix, untrusting} {
 		fw := dev.Firmware
 		if fw.ProvisioningState() != firmware.StateIn || fw.ControlMode() != firmware.ModePre || !fw.LegacyStatus().Active {
 			t.Fatalf("refused device %s: state %d mode %d setup %+v", dev.UUID, fw.ProvisioningState(), fw.ControlMode(), fw.LegacyStatus())
-		}
-		if _, ok := list[dev.UUID]; ok {
-			t.Fatalf("refused device %s is in the device list", dev.UUID)
 		}
 		if len(legacyEvents(fw, firmware.LegacyHelloSent)) == 0 {
 			t.Fatalf("device %s sent no hello:\n%s", dev.UUID, legacyLog(fw))
@@ -556,8 +553,65 @@ func TestLegacyPKIEndToEnd(t *testing.T) {
 	if n := len(legacyEvents(wrongSuffix.Firmware, firmware.LegacySessionAccepted)); n != 0 {
 		t.Fatalf("the wrong-suffix device accepted a session:\n%s", legacyLog(wrongSuffix.Firmware))
 	}
-	if len(list) != 2 {
-		t.Fatalf("%d devices listed, want the 2 provisioned", len(list))
+	code, out, errOut := runAmtd(t, "legacy", "hellos", "--data", ls.c.DataDir, "--uuid", strings.ToUpper(unknown.UUID))
+	if code != 0 || !strings.Contains(out, "unknown-uuid") || !strings.Contains(out, unknown.UUID) || strings.Contains(out, good.UUID) {
+		t.Fatalf("amtd legacy hellos: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// The operator fixes two of the causes; those devices, still sending
+	// hellos on their schedule, are taken once amtd's cool-down has passed.
+	ls.must(t, http.StatusCreated, "POST", "/api/v1/admin/legacy/devices", map[string]any{
+		"uuid": unknown.UUID, "hostname": "pc-0003", "profile": "legacy-acm"})
+	if st := wrongSuffix.Firmware.SetPKIFQDNSuffix("pki.example.com"); st != 0 { // in the MEBx
+		t.Fatalf("SetPKIFQDNSuffix: %d", st)
+	}
+
+	// Provisioned, seen from amtd and from the devices.
+	provisioned := []*fleet.Device{good, good2, unknown, wrongSuffix}
+	for i, dev := range provisioned {
+		var h helloRecord
+		if i < 2 {
+			h = ls.waitOutcome(t, dev.UUID, "provisioned", dev.Firmware) // at the first attempt
+		} else {
+			h = ls.waitAnyOutcome(t, dev.UUID, "provisioned", dev.Firmware)
+		}
+		ip, _, _ := net.SplitHostPort(dev.LMSAddr)
+		if h.Version != 3 || len(h.Hashes) == 0 || !strings.Contains(h.Detail, "legacy-acm") || h.IP != ip {
+			t.Fatalf("hello record %+v of the device at %s", h, ip)
+		}
+		checkProvisioned(t, ls, dev.Firmware, dev.TLSAddr())
+	}
+	var host string
+	good.Firmware.View(func(s *firmware.State) { host = s.Network.HostName + "." + s.Network.DomainName })
+	if host != "pc-0001.pki.example.com" {
+		t.Fatalf("AMT FQDN %q, want the allow-list's", host)
+	}
+	list := ls.devices(t)
+	for _, dev := range provisioned {
+		r, ok := list[dev.UUID]
+		ip, _, _ := net.SplitHostPort(dev.LMSAddr)
+		if !ok || r.DeviceInfo == nil || r.DeviceInfo.CurrentMode != "2" || r.DeviceInfo.IPAddress != ip ||
+			!slices.Equal(r.Tags, []string{"legacy", "floor3"}) || !strings.HasPrefix(r.Hostname, "pc-000") {
+			t.Fatalf("device list entry of %s: %+v (%+v)", dev.UUID, r, r.DeviceInfo)
+		}
+		steps, text := ls.provisioningLog(t, dev.UUID)
+		pw, mebx, _ := storedCreds(t, ls, dev.UUID)
+		_, hellos := apiCall(t, "GET", ls.base+"/api/v1/admin/legacy/hellos", nil)
+		_, record := apiCall(t, "GET", ls.base+"/api/v1/devices/"+dev.UUID, nil)
+		ls.noSecrets(t, []string{pw, mebx}, text, string(hellos), string(record))
+		want := []string{"legacy.hello:info", "legacy.certificate:ok", "legacy.auth:ok", "legacy.state:ok", "legacy.mebx:ok",
+			"legacy.password:ok", "legacy.hostname:ok", "legacy.tls:ok", "legacy.commit:ok", "device.record:ok", "legacy.configure:info", "tls:ok"}
+		if !isSubsequence(steps, want) {
+			t.Fatalf("provisioning log of %s: %v lacks %v", dev.UUID, steps, want)
+		}
+	}
+
+	// The untrusting device stays in setup, unknown to the device list.
+	if _, ok := list[untrusting.UUID]; ok || len(list) != len(provisioned) {
+		t.Fatalf("device list %v", list)
+	}
+	if fw := untrusting.Firmware; fw.ProvisioningState() != firmware.StateIn || len(legacyEvents(fw, firmware.LegacySessionAccepted)) != 0 {
+		t.Fatalf("untrusting device:\n%s", legacyLog(fw))
 	}
 }
 
@@ -650,6 +704,18 @@ func TestLegacyPSKSetupBinEndToEnd(t *testing.T) {
 		t.Fatalf("setup.bin records with PIDs %v, generated %v:\n%s", recPIDs, pids, out)
 	}
 	pids = recPIDs
+	code, show, _ := runAmtd(t, "setupbin", "show", "--show-secrets", usb)
+	var ppss []string
+	for _, l := range strings.Split(show, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "2.2 PPS = "); ok {
+			ppss = append(ppss, strings.Trim(v, `"`))
+		}
+	}
+	if code != 0 || len(ppss) != 2 || len(ppss[0]) != 32 {
+		t.Fatalf("amtd setupbin show --show-secrets: exit %d\n%s", code, show)
+	}
+	secrets := append([]string{"N3w-MEBx!pass"}, ppss...)
+	ls.noSecrets(t, secrets, out)
 	if strings.Contains(out, "N3w-MEBx!pass") {
 		t.Fatalf("amtd setupbin create printed the MEBx password:\n%s", out)
 	}
@@ -685,7 +751,8 @@ func TestLegacyPSKSetupBinEndToEnd(t *testing.T) {
 		}
 
 		h := ls.waitOutcome(t, uuids[i], "provisioned", nil)
-		if h.Version != 2 || h.PID != pids[i] || h.IP != ip || len(h.Hashes) != 0 {
+		// The setup.bin changed the MEBx password: the hello says so.
+		if h.Version != 2 || h.PID != pids[i] || h.IP != ip || len(h.Hashes) != 0 || !h.AdminCredentialsSet {
 			t.Fatalf("hello record of machine %d: %+v", i+1, h)
 		}
 		pw, mebx, pinned := storedCreds(t, ls, uuids[i])
@@ -696,7 +763,10 @@ func TestLegacyPSKSetupBinEndToEnd(t *testing.T) {
 		if !ok || r.DeviceInfo == nil || r.DeviceInfo.CurrentMode != "2" || r.DeviceInfo.IPAddress != ip || r.DeviceInfo.FWVersion != "10.0.55" {
 			t.Fatalf("device list entry of machine %d: %+v", i+1, r)
 		}
-		steps, _ := ls.provisioningLog(t, uuids[i])
+		steps, text := ls.provisioningLog(t, uuids[i])
+		_, hellos := apiCall(t, "GET", ls.base+"/api/v1/admin/legacy/hellos", nil)
+		_, pairs := apiCall(t, "GET", ls.base+"/api/v1/admin/legacy/psk", nil)
+		ls.noSecrets(t, append(secrets, pw, mebx), text, string(hellos), string(pairs))
 		if !isSubsequence(steps, []string{"legacy.hello:info", "legacy.psk:ok", "legacy.auth:ok", "legacy.mebx:ok", "legacy.password:ok",
 			"legacy.tls:ok", "legacy.commit:ok", "device.record:ok", "legacy.configure:info"}) {
 			t.Fatalf("provisioning log of machine %d: %v", i+1, steps)
@@ -714,6 +784,20 @@ func TestLegacyPSKSetupBinEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkDeviceState(t, fw, pw, mebx, pinned)
+		if i > 0 {
+			continue
+		}
+		// The machine restarts with the USB key still in: nothing is
+		// consumed, and it serves amtd's certificate with its own key.
+		p = startSim(t, 1, "--dir", dir, "--lms", ip+":0", "--tls-port", port, "--usb", usb, "--amt-version", "10.0.55")
+		if d := p.devices[0]; d["mode"] != "acm" || d["setup"] != "" {
+			t.Fatalf("machine after a restart: %v", d)
+		}
+		if summary, _ := setupBinState(t, usb); summary != "Records: 2, consumed: 1, next: record 2" {
+			t.Fatalf("setup.bin after a restart: %q", summary)
+		}
+		pinnedSession(t, net.JoinHostPort(ip, port), pw, pinned)
+		p.stop()
 	}
 
 	// amtd knows which machine used which pair.
@@ -808,6 +892,8 @@ func TestLegacyPKISetupBinEndToEnd(t *testing.T) {
 		t.Fatal("the provisioning log shows the setup password")
 	}
 	pw, newMEBx, pinned := storedCreds(t, ls, uuid)
+	_, hellos := apiCall(t, "GET", ls.base+"/api/v1/admin/legacy/hellos", nil)
+	ls.noSecrets(t, []string{mebx, pw, newMEBx}, text, show, string(hellos))
 	if got := pinnedSession(t, net.JoinHostPort(ip, port), pw, pinned); got != "usb-0001" {
 		t.Fatalf("AMT host name %q", got)
 	}
