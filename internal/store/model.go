@@ -70,8 +70,27 @@ type Profile struct {
 	IEEE8021xProfileName       *string
 	WifiConfigs                []ProfileWifi  // ordered by priority
 	ProxyConfigs               []ProfileProxy // ordered by priority
-	SecretID                   string         // secret entry: AMT_PASSWORD, MEBX_PASSWORD, TLS CA material
-	Version                    int64
+	// PowerPolicy (amtd extension) is the AMT power package to select: the
+	// AMT_SystemPowerScheme Description or ElementName as the device reports
+	// it, or its SchemeGUID (base64 as AMT reports it, or the GUID's text
+	// form); "" leaves the device's power package as it is.
+	PowerPolicy string
+	// UserACLs (amtd extension) are additional AMT digest users; their
+	// passwords are in the secret entry (secrets.UserACLPasswordField).
+	UserACLs []UserACL
+	SecretID string // secret entry: AMT_PASSWORD, MEBX_PASSWORD, USER_ACL_PASSWORD:<user>, TLS CA material
+	Version  int64
+}
+
+// UserACL is an additional AMT digest user a profile creates
+// (AMT_AuthorizationService.AddUserAclEntryEx). The password is not here.
+type UserACL struct {
+	Username string `json:"username"`
+	// Realms are AMT realm numbers (AMT_AuthorizationService RealmValues,
+	// e.g. 2 redirection, 3 PT administration, 5 remote control).
+	Realms []int `json:"realms"`
+	// AccessPermission: 0 local only, 1 network only, 2 both.
+	AccessPermission int `json:"accessPermission"`
 }
 
 // WirelessConfig is a Wi-Fi profile.

@@ -13,7 +13,8 @@ import (
 const profileCols = `p.id, p.tenant_id, p.name, p.activation, p.generate_random_password,
 	p.generate_random_mebx_password, c.name, p.tags, p.dhcp_enabled, p.ip_sync_enabled,
 	p.local_wifi_sync_enabled, p.uefi_wifi_sync_enabled, p.tls_mode, p.tls_signing_authority,
-	p.user_consent, p.ider_enabled, p.kvm_enabled, p.sol_enabled, x.name, p.secret_id, p.version`
+	p.user_consent, p.ider_enabled, p.kvm_enabled, p.sol_enabled, x.name, p.power_policy, p.user_acls,
+	p.secret_id, p.version`
 
 const profileFrom = ` FROM profiles p
 	LEFT JOIN ciraconfigs c ON c.id = p.cira_id
@@ -24,10 +25,12 @@ func scanProfile(r rowScanner, id *int64, p *store.Profile) error {
 		&p.GenerateRandomMEBxPassword, ptrCol[string]{&p.CIRAConfigName}, jsonCol{&p.Tags}, &p.DHCPEnabled,
 		ptrCol[bool]{&p.IPSyncEnabled}, ptrCol[bool]{&p.LocalWifiSyncEnabled}, ptrCol[bool]{&p.UEFIWifiSyncEnabled},
 		ptrCol[int]{&p.TLSMode}, ptrCol[string]{&p.TLSSigningAuthority}, &p.UserConsent, &p.IDEREnabled,
-		&p.KVMEnabled, &p.SOLEnabled, ptrCol[string]{&p.IEEE8021xProfileName}, &p.SecretID, &p.Version); err != nil {
+		&p.KVMEnabled, &p.SOLEnabled, ptrCol[string]{&p.IEEE8021xProfileName}, &p.PowerPolicy, jsonCol{&p.UserACLs},
+		&p.SecretID, &p.Version); err != nil {
 		return err
 	}
 	p.Tags = nonNil(p.Tags)
+	p.UserACLs = normalizeACLs(p.UserACLs)
 	p.WifiConfigs = []store.ProfileWifi{}
 	p.ProxyConfigs = []store.ProfileProxy{}
 	return nil
@@ -284,12 +287,12 @@ func (s *Store) CreateProfile(ctx context.Context, p *store.Profile) error {
 			generate_random_password, generate_random_mebx_password, cira_id, tags, dhcp_enabled,
 			ip_sync_enabled, local_wifi_sync_enabled, uefi_wifi_sync_enabled, tls_mode,
 			tls_signing_authority, user_consent, ider_enabled, kvm_enabled, sol_enabled, ieee8021x_id,
-			secret_id, version)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id`,
+			power_policy, user_acls, secret_id, version)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id`,
 			p.TenantID, p.Name, key(p.Name), p.Activation, p.GenerateRandomPassword, p.GenerateRandomMEBxPassword,
 			r.cira, stringsArg(p.Tags), p.DHCPEnabled, boolPtrArg(p.IPSyncEnabled), boolPtrArg(p.LocalWifiSyncEnabled),
 			boolPtrArg(p.UEFIWifiSyncEnabled), intPtrArg(p.TLSMode), strPtrArg(p.TLSSigningAuthority), p.UserConsent,
-			p.IDEREnabled, p.KVMEnabled, p.SOLEnabled, r.ieee, p.SecretID).Scan(&id)
+			p.IDEREnabled, p.KVMEnabled, p.SOLEnabled, r.ieee, p.PowerPolicy, aclsArg(p.UserACLs), p.SecretID).Scan(&id)
 		if err != nil {
 			return err
 		}
@@ -305,6 +308,7 @@ func (s *Store) CreateProfile(ctx context.Context, p *store.Profile) error {
 
 func normalizeProfile(p *store.Profile) {
 	p.Tags = nonNil(p.Tags)
+	p.UserACLs = normalizeACLs(p.UserACLs)
 	p.WifiConfigs = nonNil(p.WifiConfigs)
 	p.ProxyConfigs = nonNil(p.ProxyConfigs)
 }
@@ -323,13 +327,13 @@ func (s *Store) UpdateProfile(ctx context.Context, p *store.Profile) error {
 			generate_random_mebx_password = ?, cira_id = ?, tags = ?, dhcp_enabled = ?, ip_sync_enabled = ?,
 			local_wifi_sync_enabled = ?, uefi_wifi_sync_enabled = ?, tls_mode = ?, tls_signing_authority = ?,
 			user_consent = ?, ider_enabled = ?, kvm_enabled = ?, sol_enabled = ?, ieee8021x_id = ?,
-			secret_id = ?, version = version + 1
+			power_policy = ?, user_acls = ?, secret_id = ?, version = version + 1
 			WHERE tenant_id = ? AND name_key = ? AND version = ? RETURNING id, version`,
 			p.Activation, p.GenerateRandomPassword, p.GenerateRandomMEBxPassword, r.cira, stringsArg(p.Tags),
 			p.DHCPEnabled, boolPtrArg(p.IPSyncEnabled), boolPtrArg(p.LocalWifiSyncEnabled),
 			boolPtrArg(p.UEFIWifiSyncEnabled), intPtrArg(p.TLSMode), strPtrArg(p.TLSSigningAuthority),
-			p.UserConsent, p.IDEREnabled, p.KVMEnabled, p.SOLEnabled, r.ieee, p.SecretID,
-			p.TenantID, key(p.Name), p.Version).Scan(&id, &v)
+			p.UserConsent, p.IDEREnabled, p.KVMEnabled, p.SOLEnabled, r.ieee, p.PowerPolicy, aclsArg(p.UserACLs),
+			p.SecretID, p.TenantID, key(p.Name), p.Version).Scan(&id, &v)
 		if errors.Is(err, sql.ErrNoRows) {
 			return versionMiss(ctx, t, "profiles", p.TenantID, p.Name)
 		}
@@ -356,4 +360,21 @@ func (s *Store) UpdateProfile(ctx context.Context, p *store.Profile) error {
 func (s *Store) DeleteProfile(ctx context.Context, tenant, name string) error {
 	res, err := s.w.exec(ctx, "DELETE FROM profiles WHERE tenant_id = ? AND name_key = ?", tenant, key(name))
 	return deleted("delete profile", res, err)
+}
+
+// aclsArg encodes a profile's user ACLs (no passwords: they are in the
+// secret store), never as JSON null.
+func aclsArg(v []store.UserACL) string {
+	s, _ := jsonArg(normalizeACLs(v)) // always marshals
+	return s
+}
+
+// normalizeACLs returns non-nil slices (an empty list, empty realm lists).
+func normalizeACLs(v []store.UserACL) []store.UserACL {
+	out := make([]store.UserACL, len(v))
+	for i, a := range v {
+		a.Realms = nonNil(append([]int(nil), a.Realms...))
+		out[i] = a
+	}
+	return out
 }

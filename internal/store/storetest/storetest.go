@@ -678,7 +678,12 @@ func testProfileFields(t *testing.T, s store.Store) {
 		IEEE8021xProfileName: ptr("WIRED1"),
 		WifiConfigs:          []store.ProfileWifi{{Name: "office", Priority: 2}, {Name: "HOME", Priority: 1}, {Name: "lab", Priority: 3}},
 		ProxyConfigs:         []store.ProfileProxy{{Name: "proxyb", Priority: 1}, {Name: "proxya", Priority: 2}},
-		SecretID:             "sec-p1",
+		PowerPolicy:          "Desktop: ON in S0, ME Wake in S3, S4-5",
+		UserACLs: []store.UserACL{
+			{Username: "operator", Realms: []int{2, 3, 5}, AccessPermission: 2},
+			{Username: "reader", Realms: []int{}, AccessPermission: 1},
+		},
+		SecretID: "sec-p1",
 	}
 	must(t, s.CreateProfile(ctx, p))
 	if p.Version != 1 {
@@ -694,15 +699,22 @@ func testProfileFields(t *testing.T, s store.Store) {
 	if !reflect.DeepEqual(got, &want) {
 		t.Fatalf("got  %+v\nwant %+v", got, &want)
 	}
+	l, err := s.ListProfiles(ctx, "", all())
+	must(t, err)
+	if len(l) != 1 || l[0].PowerPolicy != p.PowerPolicy || !reflect.DeepEqual(l[0].UserACLs, p.UserACLs) {
+		t.Fatalf("listed %+v", l)
+	}
 
 	// Update replaces everything, links included, and clears nullable fields.
 	u := &store.Profile{
 		Name: "profile1", Activation: "ccmactivate", GenerateRandomPassword: true, Tags: nil, DHCPEnabled: false,
 		UEFIWifiSyncEnabled: ptr(true), TLSMode: ptr(4), TLSSigningAuthority: ptr("SelfSigned"), UserConsent: "All",
 		KVMEnabled: true, WifiConfigs: []store.ProfileWifi{{Name: "lab", Priority: 7}}, SecretID: "sec-p1b", Version: 1,
+		UserACLs: []store.UserACL{{Username: "reader", Realms: nil, AccessPermission: 0}},
 	}
 	must(t, s.UpdateProfile(ctx, u))
-	if u.Version != 2 || u.Tags == nil || u.WifiConfigs == nil || u.ProxyConfigs == nil {
+	if u.Version != 2 || u.Tags == nil || u.WifiConfigs == nil || u.ProxyConfigs == nil || u.PowerPolicy != "" ||
+		len(u.UserACLs) != 1 || u.UserACLs[0].Realms == nil {
 		t.Fatalf("after update: %+v", u)
 	}
 	got, err = s.GetProfile(ctx, "", "profile1")
