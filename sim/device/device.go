@@ -718,7 +718,9 @@ func (d *Device) serveRequest(ctx, hostCtx context.Context, conn net.Conn, br *b
 		return false
 	}
 	realm := d.fw.Realm()
-	res := d.verifyDigest(req, realm, ss)
+	// the LMS endpoint is the local interface; anything else (CIRA
+	// included) is the network interface
+	res := d.verifyDigest(req, realm, ss, d.cfg.LMS && !o.tunnel)
 	if !res.OK {
 		d.writeUnauthorized(conn, realm, res.Stale, keep)
 		return keep

@@ -126,16 +126,18 @@ func addrOf(c net.Conn) string {
 	return "?"
 }
 
-// verifyDigest checks a request's digest credentials. In a legacy setup
-// session "admin" logs in with any of the setup-mode passwords (legacy.md
-// §7.2, §13) while the device is still in setup.
-func (d *Device) verifyDigest(req *http.Request, realm string, ss session) digest.Result {
+// verifyDigest checks a request's digest credentials; local says the
+// request came on the host's LMS interface (user ACL entries log in only
+// where their access permission allows). In a legacy setup session "admin"
+// logs in with any of the setup-mode passwords (legacy.md §7.2, §13) while
+// the device is still in setup.
+func (d *Device) verifyDigest(req *http.Request, realm string, ss session, local bool) digest.Result {
 	auth := req.Header.Get("Authorization")
 	lookup := func(user string) (digest.Credential, bool) {
 		if ss.setup && user == "admin" {
 			return digest.Credential{AnyPassword: true}, true
 		}
-		c, ok := d.fw.LookupUser(user)
+		c, ok := d.fw.LookupUserFrom(user, local)
 		return digest.Credential{HA1: c.HA1}, ok
 	}
 	if ss.legacy != firmware.SetupNone && d.fw.LegacyStatus().Mode == ss.legacy {

@@ -616,15 +616,15 @@ func decodeDigestPassword(v string) (string, bool) {
 
 // AddUser is AMT_AuthorizationService.AddUserAclEntryEx; returns the handle.
 func (f *Firmware) AddUser(username, digest string, permission int, realms []int) (int, uint32) {
-	if username == "" || len(username) > 16 {
-		return 0, PTInvalidParameter
-	}
-	ha1, ok := decodeDigestPassword(digest)
-	if !ok {
-		return 0, PTInvalidParameter
+	ha1, rv := checkUser(username, digest, permission, realms)
+	if rv != PTSuccess {
+		return 0, rv
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.st.ControlMode == ModePre && f.st.ProvisioningState != StateIn {
+		return 0, PTNotPermitted
+	}
 	if username == f.st.Admin.Username || username == LSAUsername {
 		return 0, PTDuplicate
 	}
@@ -642,6 +642,7 @@ func (f *Firmware) AddUser(username, digest string, permission int, realms []int
 	}
 	if err := f.updateLocked(func(s *State) error {
 		s.Users = append(s.Users, User{Handle: handle, Username: username, HA1: ha1, AccessPermission: permission, Realms: realms, Enabled: true})
+		f.auditLocked(AuditSecurityAdmin, 2, Initiator{Type: InitiatorDigest, User: s.Admin.Username}, nil, "ACL entry added: "+username)
 		return nil
 	}); err != nil {
 		return 0, PTInternalError

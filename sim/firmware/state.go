@@ -40,6 +40,9 @@ type State struct {
 	// MEBxPasswordSHA256 is a hash of the MEBx password ("" = factory "admin").
 	MEBxPasswordSHA256 string `json:"mebxPasswordSha256,omitempty"`
 	Users              []User `json:"users,omitempty"`
+	// PowerScheme is the InstanceID of the selected AMT power package
+	// (AMT_SystemPowerScheme.SetPowerScheme); "" = the factory default.
+	PowerScheme string `json:"powerScheme,omitempty"`
 
 	// Legacy is the enterprise-mode (PKI/PSK) setup configuration.
 	Legacy LegacySetup `json:"legacy"`

@@ -47,6 +47,7 @@ func allClasses() []*Class {
 		screenSettingData(),
 		// power
 		ipsPowerManagementService(),
+		systemPowerScheme(),
 		cimPowerManagementService(),
 		associatedPowerManagementService(),
 		serviceAvailableToElement(),

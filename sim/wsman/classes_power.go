@@ -141,3 +141,31 @@ func powerManagementCapabilities() *Class {
 		},
 	}
 }
+
+// ---- AMT_SystemPowerScheme ----
+
+// systemPowerScheme lists the platform's power packages; SetPowerScheme on
+// an instance (InstanceID selector) selects it.
+func systemPowerScheme() *Class {
+	return &Class{
+		Name: "AMT_SystemPowerScheme",
+		Instances: func(c *Call) ([]*Instance, error) {
+			var out []*Instance
+			for _, p := range c.FW.PowerSchemes() {
+				out = append(out, NewInstance("AMT_SystemPowerScheme").S("Description", p.Description).
+					S("ElementName", firmware.PowerSchemeElementName).S("InstanceID", p.InstanceID).S("SchemeGUID", p.SchemeGUID()))
+			}
+			return out, nil
+		},
+		Methods: map[string]Method{
+			"SetPowerScheme": func(c *Call) (*Output, error) {
+				target, err := c.engine.selectInstance(c)
+				if err != nil {
+					return nil, err
+				}
+				id, _ := target.Get("InstanceID")
+				return RV(c.FW.SetPowerScheme(id, c.initiator())), nil
+			},
+		},
+	}
+}

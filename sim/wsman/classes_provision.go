@@ -208,41 +208,93 @@ func authorization() *Class {
 			"AddUserAclEntryEx": func(c *Call) (*Output, error) {
 				user, _ := c.Param("DigestUsername")
 				pw, _ := c.Param("DigestPassword")
-				perm, _ := c.IntParam("AccessPermission")
-				var realms []int
-				for _, r := range c.Params("Realms") {
-					n, err := strconv.Atoi(strings.TrimSpace(r))
-					if err != nil {
-						return RV(firmware.PTInvalidParameter), nil
-					}
-					realms = append(realms, n)
+				perm, realms, rv := aclParams(c)
+				if rv != firmware.PTSuccess {
+					return RV(rv), nil
 				}
-				h, rv := c.FW.AddUser(user, pw, int(perm), realms)
+				h, rv := c.FW.AddUser(strings.TrimSpace(user), pw, perm, realms)
 				if rv != firmware.PTSuccess {
 					return RV(rv), nil
 				}
 				return (&Output{ReturnValue: rv}).With("Handle", strconv.Itoa(h)), nil
+			},
+			"UpdateUserAclEntryEx": func(c *Call) (*Output, error) {
+				h, ok := c.IntParam("Handle")
+				if !ok {
+					return RV(firmware.PTInvalidParameter), nil
+				}
+				user, _ := c.Param("DigestUsername")
+				pw, _ := c.Param("DigestPassword")
+				perm, realms, rv := aclParams(c)
+				if rv != firmware.PTSuccess {
+					return RV(rv), nil
+				}
+				return RV(c.FW.UpdateUser(int(h), strings.TrimSpace(user), pw, perm, realms, c.initiator())), nil
+			},
+			"EnumerateUserAclEntries": func(c *Call) (*Output, error) {
+				start := int64(1)
+				if v, ok := c.IntParam("StartIndex"); ok {
+					start = v
+				}
+				handles := c.FW.UserHandles()
+				if start < 1 || (start > int64(len(handles)) && len(handles) > 0) {
+					return RV(firmware.PTInvalidIndex), nil
+				}
+				page := handles[min(int(start-1), len(handles)):]
+				if len(page) > maxACLHandles {
+					page = page[:maxACLHandles]
+				}
+				hs := make([]string, len(page))
+				for i, h := range page {
+					hs[i] = strconv.Itoa(h)
+				}
+				return (&Output{}).With("TotalCount", strconv.Itoa(len(handles))).
+					With("HandlesCount", strconv.Itoa(len(page))).WithList("Handles", hs...), nil
+			},
+			"GetUserAclEntryEx": func(c *Call) (*Output, error) {
+				h, ok := c.IntParam("Handle")
+				if !ok {
+					return RV(firmware.PTInvalidParameter), nil
+				}
+				u, ok := c.FW.GetUser(int(h))
+				if !ok {
+					return RV(firmware.PTInvalidHandle), nil
+				}
+				rs := make([]string, len(u.Realms))
+				for i, r := range u.Realms {
+					rs[i] = strconv.Itoa(r)
+				}
+				return (&Output{}).With("DigestUsername", u.Username).
+					With("AccessPermission", strconv.Itoa(u.AccessPermission)).WithList("Realms", rs...), nil
 			},
 			"RemoveUserAclEntry": func(c *Call) (*Output, error) {
 				h, ok := c.IntParam("Handle")
 				if !ok {
 					return RV(firmware.PTInvalidParameter), nil
 				}
-				rv := firmware.PTInvalidHandle
-				err := c.FW.Update(func(s *S) error {
-					for i, u := range s.Users {
-						if int64(u.Handle) == h {
-							s.Users = append(s.Users[:i], s.Users[i+1:]...)
-							rv = firmware.PTSuccess
-							break
-						}
-					}
-					return nil
-				})
-				return RV(rv), err
+				return RV(c.FW.RemoveUser(int(h), c.initiator())), nil
 			},
 		},
 	}
+}
+
+// maxACLHandles is how many handles EnumerateUserAclEntries returns at once.
+const maxACLHandles = 50
+
+// aclParams reads AccessPermission and Realms of an Add/Update call.
+func aclParams(c *Call) (perm int, realms []int, rv uint32) {
+	p, ok := c.IntParam("AccessPermission")
+	if !ok {
+		return 0, nil, firmware.PTInvalidParameter
+	}
+	for _, r := range c.Params("Realms") {
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil {
+			return 0, nil, firmware.PTInvalidParameter
+		}
+		realms = append(realms, n)
+	}
+	return int(p), realms, firmware.PTSuccess
 }
 
 // ---- CIM_SoftwareIdentity ----
