@@ -60,7 +60,8 @@ type ConfigureOutcome struct {
 
 // Configure brings an activated device to the state a profile describes
 // (activation.md §10): unconfiguration to a known state, general network
-// settings, wired, wireless, proxies, features, then TLS or CIRA. Every step
+// settings, wired, wireless, proxies, features, the power package and the
+// additional AMT users (amtd extensions, useracl.go), then TLS or CIRA. Every step
 // is recorded in t.Journal and summarised in the returned Result.
 func (e *Engine) Configure(ctx context.Context, t *Target, p *store.Profile) (*Result, ConfigureOutcome) {
 	res := newResult()
@@ -158,6 +159,16 @@ func (c *configRun) run(ctx context.Context) ConfigureOutcome {
 	}
 	if ctx.Err() == nil {
 		c.features(ctx) // failures are logged only (activation.md §10)
+	}
+	if ctx.Err() == nil {
+		if err := c.powerPolicy(ctx); err != nil {
+			c.failStep(err)
+		}
+	}
+	if ctx.Err() == nil {
+		if err := c.userACLs(ctx); err != nil {
+			c.failStep(err)
+		}
 	}
 	switch {
 	case ctx.Err() != nil:

@@ -29,7 +29,15 @@ const (
 	FieldPFX = "CERT"
 	// FieldPFXPassword: domain entry, the PKCS#12 password.
 	FieldPFXPassword = "CERT_PASSWORD"
+	// FieldUserACLPasswordPrefix: profile entry, followed by a user name
+	// (UserACLPasswordField): the password of one of the profile's
+	// additional AMT digest users (amtd extension).
+	FieldUserACLPasswordPrefix = "USER_ACL_PASSWORD:"
 )
+
+// UserACLPasswordField is the profile entry field holding the password of
+// the profile's AMT user username.
+func UserACLPasswordField(username string) string { return FieldUserACLPasswordPrefix + username }
 
 var plainTenant = regexp.MustCompile(`^[A-Za-z0-9._-]*$`)
 
