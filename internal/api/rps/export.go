@@ -20,7 +20,9 @@ import (
 // (config.Configuration), which rpc-go and Intel Console read, with RPS's
 // extra wireless keys (pskPassphrase, ieee8021xProfileName) kept for readers
 // of RPS's format. Unlike RPS (admin-api.md §11.10) amtd exports the real
-// redirection settings, the CIRA settings, the proxies and the passphrases.
+// redirection settings, the CIRA settings, the proxies and the passphrases,
+// and amtd's profile extensions (amtSpecific.powerPolicy, .userAcls without
+// the users' passwords).
 type exportDoc struct {
 	ID            int            `yaml:"id"`
 	Name          string         `yaml:"name"`
@@ -87,6 +89,9 @@ type exportSettings struct {
 		MEBXPassword               string     `yaml:"mebxPassword"`
 		GenerateRandomMEBXPassword bool       `yaml:"generateRandomMEBXPassword"`
 		CIRA                       exportCIRA `yaml:"cira"`
+		// amtd extensions, without the users' passwords.
+		PowerPolicy string        `yaml:"powerPolicy,omitempty"`
+		UserACLs    []userACLJSON `yaml:"userAcls,omitempty"`
 	} `yaml:"amtSpecific"`
 	BMCSpecific     exportAdmin `yaml:"bmcSpecific"`
 	DASHSpecific    exportAdmin `yaml:"dashSpecific"`
@@ -229,6 +234,8 @@ func (h *handlers) buildExport(r *http.Request, p *store.Profile, domainName str
 	amt.ControlMode = p.Activation
 	amt.GenerateRandomPassword = p.GenerateRandomPassword
 	amt.GenerateRandomMEBXPassword = p.GenerateRandomMEBxPassword
+	amt.PowerPolicy = p.PowerPolicy
+	amt.UserACLs = userACLsOut(p.UserACLs)
 	sec, err := h.readSecret(ctx, tenant, kindProfile, p.SecretID)
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ func FuzzBodies(f *testing.F) {
 		`{"name":"p","address":"::1","port":65535,"networkDnsSuffix":"a.com"}`,
 		`{"profileName":"p","activation":"acmactivate","wifiConfigs":[{"profileName":"a","priority":1.5},null,"x"],"proxyConfigs":[{"name":"b","priority":1e300}],"tags":[1,{}]}`,
 		`{"provisioningCert":"TUlJ","provisioningCertPassword":"x"}`,
+		`{"powerPolicy":"Desktop: ON in S0","userAcls":[{"username":"op","password":"Op3rator!pass","realms":[3,"Redirection",22,1.5,null],"accessPermission":"any"},{"username":1},null]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -53,5 +54,21 @@ func FuzzBodies(f *testing.F) {
 			t.Fatalf("CCM profile with consent %q", next.UserConsent)
 		}
 		decodePFX(str(body, "provisioningCert"))
+		if next != nil {
+			pws, msg := mergeExtensions(next, body, map[string]string{"USER_ACL_PASSWORD:op": "Op3rator!pass"})
+			if msg == "" {
+				for _, a := range next.UserACLs {
+					if !validACLUsername(a.Username) || pws["USER_ACL_PASSWORD:"+a.Username] == "" {
+						t.Fatalf("merged user %+v without a valid name or a password", a)
+					}
+					for _, r := range a.Realms {
+						if !validRealm(r) {
+							t.Fatalf("merged realm %d", r)
+						}
+					}
+				}
+			}
+		}
+		validPowerPolicy(body["powerPolicy"])
 	})
 }

@@ -60,6 +60,9 @@ type profileJSON struct {
 	LocalWifiSyncEnabled       *bool           `json:"localWifiSyncEnabled"`
 	UEFIWifiSyncEnabled        *bool           `json:"uefiWifiSyncEnabled"`
 	ProxyConfigs               []proxyLinkJSON `json:"proxyConfigs"`
+	// amtd extensions (useracl.go), absent when unset.
+	PowerPolicy string        `json:"powerPolicy,omitempty"`
+	UserACLs    []userACLJSON `json:"userAcls,omitempty"`
 }
 
 type wifiLinkJSON struct {
@@ -82,6 +85,7 @@ func profileOut(p *store.Profile) profileJSON {
 		IEEE8021xProfileName: p.IEEE8021xProfileName, IPSyncEnabled: p.IPSyncEnabled,
 		LocalWifiSyncEnabled: p.LocalWifiSyncEnabled, UEFIWifiSyncEnabled: p.UEFIWifiSyncEnabled,
 		WifiConfigs: []wifiLinkJSON{}, ProxyConfigs: []proxyLinkJSON{},
+		PowerPolicy: p.PowerPolicy, UserACLs: userACLsOut(p.UserACLs),
 	}
 	if out.Tags == nil {
 		out.Tags = []string{}
@@ -396,10 +400,23 @@ func (h *handlers) validateProfile(ctx context.Context, body map[string]any, upd
 	v.Body(body, "iderEnabled").OptionalNullable().IsBoolean("IDER enabled must be a boolean")
 	v.Body(body, "kvmEnabled").OptionalNullable().IsBoolean("KVM enabled must be a boolean")
 	v.Body(body, "solEnabled").OptionalNullable().IsBoolean("Serial Over Lan (sol) enabled must be a boolean")
+	// amtd extensions (useracl.go)
+	v.Body(body, "powerPolicy").OptionalNullable().Custom(func(val any) string {
+		if !validPowerPolicy(val) {
+			return msgPowerPolicy
+		}
+		return ""
+	})
+	v.Body(body, "userAcls").OptionalNullable().Redact().Custom(func(val any) string {
+		// on update a known user may keep its stored password (checked
+		// against the stored profile in mergeExtensions)
+		_, msg := parseUserACLs(val, func(string) bool { return !update })
+		return msg
+	})
 	if update {
 		v.Body(body, "version").NotEmpty(msgVersion)
 	}
-	scalarCheck(v, body, "profileName", "activation", "amtPassword", "generateRandomPassword", "mebxPassword",
+	scalarCheck(v, body, "powerPolicy", "profileName", "activation", "amtPassword", "generateRandomPassword", "mebxPassword",
 		"generateRandomMEBxPassword", "tlsMode", "tlsSigningAuthority", "ciraConfigName", "dhcpEnabled", "ipSyncEnabled",
 		"localWifiSyncEnabled", "uefiWifiSyncEnabled", "ieee8021xProfileName", "userConsent", "iderEnabled", "kvmEnabled",
 		"solEnabled", "version")
@@ -451,9 +468,17 @@ func applyTLSDefaults(p *store.Profile) {
 	}
 }
 
-// profileSecret is the secret entry of a profile.
-func profileSecret(amt, mebx string) map[string]string {
+// profileSecret is the secret entry of a profile: its static passwords and
+// its AMT users' passwords (fields of acls).
+func profileSecret(amt, mebx string, acls ...map[string]string) map[string]string {
 	data := map[string]string{}
+	for _, m := range acls {
+		for k, v := range m {
+			if v != "" {
+				data[k] = v
+			}
+		}
+	}
 	if amt != "" {
 		data[fieldAMTPassword] = amt
 	}
@@ -517,6 +542,11 @@ func (h *handlers) createProfile(w http.ResponseWriter, r *http.Request) {
 		p.TLSSigningAuthority = strPtr(str(body, "tlsSigningAuthority"))
 	}
 	applyTLSDefaults(p)
+	if has(body, "powerPolicy") {
+		p.PowerPolicy = strings.TrimSpace(str(body, "powerPolicy"))
+	}
+	acls, _ := parseUserACLs(body["userAcls"], func(string) bool { return true }) // validated above
+	p.UserACLs = aclsOf(acls)
 	var amtPw, mebxPw string
 	if !p.GenerateRandomPassword {
 		amtPw = str(body, "amtPassword")
@@ -534,7 +564,7 @@ func (h *handlers) createProfile(w http.ResponseWriter, r *http.Request) {
 	default:
 		p.UserConsent = "KVM"
 	}
-	err = h.createWithSecret(ctx, tenant, kindProfile, profileSecret(amtPw, mebxPw), func(id string) error {
+	err = h.createWithSecret(ctx, tenant, kindProfile, profileSecret(amtPw, mebxPw, aclPasswords(acls, nil)), func(id string) error {
 		p.SecretID = id
 		return h.st.CreateProfile(ctx, p)
 	})
@@ -589,11 +619,15 @@ func (h *handlers) updateProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next, amtPw, mebxPw, msg := mergeProfile(cur, body, old)
+	var aclPws map[string]string
+	if msg == "" {
+		aclPws, msg = mergeExtensions(next, body, old)
+	}
 	if msg != "" {
 		badRequest(w, r, "Error", msg)
 		return
 	}
-	data := profileSecret(amtPw, mebxPw)
+	data := profileSecret(amtPw, mebxPw, aclPws)
 	err = h.updateWithSecret(ctx, tenant, kindProfile, cur.SecretID, !sameSecret(data, old), data, func(id string) error {
 		next.SecretID = id
 		return h.st.UpdateProfile(ctx, next)

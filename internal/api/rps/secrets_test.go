@@ -111,6 +111,7 @@ func checkSecretsNeverStored(t *testing.T, env *apitest.Env, dump func() []byte)
 		pfxPassword, certB64, cert2B64,
 		"Amt-Secret-3c!", "Mebx-Secret-4d!", "Amt-Secret-5e!",
 		"Psk-Secret-6f-passphrase", "Psk-Secret-7g-passphrase",
+		"Acl-Secret-8h!", "Acl-Secret-9i!", "acl-weak-secret-10j",
 	}
 	var answers [][]byte
 	do := func(status int, method, path string, body any) {
@@ -125,10 +126,14 @@ func checkSecretsNeverStored(t *testing.T, env *apitest.Env, dump func() []byte)
 	do(201, "POST", base+"/wirelessconfigs", wirelessBody("w1", "Psk-Secret-6f-passphrase"))
 	do(200, "PATCH", base+"/wirelessconfigs", with(wirelessBody("w1", "Psk-Secret-7g-passphrase"), "version", "1"))
 	do(201, "POST", base+"/profiles", map[string]any{"profileName": "p1", "activation": "acmactivate", "amtPassword": "Amt-Secret-3c!", "mebxPassword": "Mebx-Secret-4d!", "dhcpEnabled": true,
-		"ciraConfigName": "c1", "wifiConfigs": []any{map[string]any{"priority": 1, "profileName": "w1"}}})
-	do(200, "PATCH", base+"/profiles", map[string]any{"profileName": "p1", "activation": "acmactivate", "amtPassword": "Amt-Secret-5e!", "dhcpEnabled": true, "version": "1", "ciraConfigName": "c1"})
+		"ciraConfigName": "c1", "wifiConfigs": []any{map[string]any{"priority": 1, "profileName": "w1"}},
+		"userAcls": []any{map[string]any{"username": "operator", "password": "Acl-Secret-8h!", "accessPermission": "any"}}})
+	do(200, "PATCH", base+"/profiles", map[string]any{"profileName": "p1", "activation": "acmactivate", "amtPassword": "Amt-Secret-5e!", "dhcpEnabled": true, "version": "1", "ciraConfigName": "c1",
+		"userAcls": []any{map[string]any{"username": "operator", "password": "Acl-Secret-9i!", "accessPermission": "any"}}})
 	// Failed requests carrying secrets.
 	env.Do(t, "POST", base+"/profiles", map[string]any{"profileName": "p2", "activation": "ccmactivate", "amtPassword": "weak-Amt-Secret-3c!", "dhcpEnabled": "maybe"})
+	env.Do(t, "POST", base+"/profiles", with(ccmBody("p3"), "userAcls", []any{map[string]any{"username": "op", "password": "acl-weak-secret-10j", "accessPermission": "any"}}))
+	env.Do(t, "POST", base+"/profiles", with(ccmBody("p4"), "userAcls", []any{map[string]any{"username": "admin", "password": "Acl-Secret-8h!", "accessPermission": "any"}}))
 	env.Do(t, "POST", base+"/domains", map[string]any{"profileName": "d2", "domainSuffix": "other.com", "provisioningCert": certB64, "provisioningCertStorageFormat": "raw", "provisioningCertPassword": pfxPassword})
 	env.Do(t, "POST", base+"/wirelessconfigs", `{"profileName":"w9","pskPassphrase":"Psk-Secret-6f-passphrase",`)
 	for _, p := range []string{"/ciraconfigs", "/domains", "/wirelessconfigs", "/profiles", "/profiles/p1", "/domains/d1", "/ciraconfigs/c1", "/wirelessconfigs/w1"} {
@@ -141,6 +146,16 @@ func checkSecretsNeverStored(t *testing.T, env *apitest.Env, dump func() []byte)
 	amt := doc["configuration"].(map[string]any)["amtSpecific"].(map[string]any)
 	if amt["adminPassword"] != "Amt-Secret-5e!" || amt["mebxPassword"] != "Mebx-Secret-4d!" || amt["provisioningCert"] != cert2B64 || amt["provisioningCertPwd"] != pfxPassword {
 		t.Fatalf("stored secrets not read back: %v", amt)
+	}
+	// The AMT users' passwords are stored too, in the profile's entry only.
+	var aclStored bool
+	for _, k := range env.Tracked.Live("system/") {
+		if data, err := env.Secrets.Get(t.Context(), k); err == nil && data["USER_ACL_PASSWORD:operator"] == "Acl-Secret-9i!" {
+			aclStored = strings.Contains(k, "/profiles/")
+		}
+	}
+	if !aclStored {
+		t.Fatal("the user ACL password is not in the profile's secret entry")
 	}
 
 	env.HTTP.Close()
