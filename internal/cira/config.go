@@ -35,6 +35,12 @@ type Config struct {
 	// AuthTimeout bounds the TLS handshake plus the APF exchange up to
 	// USERAUTH_SUCCESS (default 30 s, spec/mps.md §3.2).
 	AuthTimeout time.Duration
+	// LookupTimeout bounds the server's own look-up of a device's
+	// credentials (default 60 s). The look-up is not charged to the
+	// device: the authentication deadline moves by the time it took, so a
+	// burst of devices queueing on the database is served, not turned away
+	// after the expensive TLS handshake and left to retry.
+	LookupTimeout time.Duration
 	// IdleTimeout closes a connection that has received nothing for this
 	// long (default 90 s, spec/mps.md §3.4). A device that adopts a longer
 	// keepalive interval than proposed gets a proportionally longer timeout.
@@ -72,6 +78,7 @@ type Config struct {
 // Defaults.
 const (
 	DefaultAuthTimeout       = 30 * time.Second
+	DefaultLookupTimeout     = 60 * time.Second
 	DefaultIdleTimeout       = 90 * time.Second
 	DefaultKeepaliveInterval = 30 * time.Second
 	DefaultForwardSettle     = 2 * time.Second
@@ -105,6 +112,7 @@ func (c *Config) withDefaults() (Config, error) {
 		}
 	}
 	setDur(&cfg.AuthTimeout, DefaultAuthTimeout)
+	setDur(&cfg.LookupTimeout, DefaultLookupTimeout)
 	setDur(&cfg.IdleTimeout, DefaultIdleTimeout)
 	setDur(&cfg.KeepaliveInterval, DefaultKeepaliveInterval)
 	setDur(&cfg.ForwardSettle, DefaultForwardSettle)

@@ -375,9 +375,15 @@ func (c *conn) protocolVersion(m *apf.ProtocolVersion) error {
 	c.uuid = m.UUID
 	c.trigger = m.TriggerReason
 	c.state = stVersion
-	ctx, cancel := context.WithDeadline(c.ctx, time.Unix(0, c.authDeadline))
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.LookupTimeout)
 	da, err := c.srv.cfg.Authenticator.LookupDevice(ctx, m.UUID.String())
 	cancel()
+	// The look-up is the server's work, not the device's delay: the device
+	// gets its remaining time back.
+	c.authDeadline += int64(time.Since(start))
+	c.raw.SetDeadline(time.Unix(0, c.authDeadline))
+	c.readArmed = c.authDeadline
 	switch {
 	case errors.Is(err, ErrUnknownDevice):
 		return &disconnectError{reason: apf.DisconnectHostNotAllowedToConnect, msg: "unknown device"}

@@ -2,6 +2,7 @@ package cira
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -413,5 +414,66 @@ func TestIdleConnectionFraming(t *testing.T) {
 	}
 	if m := d.expect(apf.MsgKeepaliveReply, 5*time.Second).(*apf.KeepaliveReply); m.Cookie != 4 {
 		t.Fatalf("cookie %d", m.Cookie)
+	}
+}
+
+// slowTable answers look-ups after a delay, as a database does under a
+// burst of devices.
+type slowTable struct {
+	*deviceTable
+	delay time.Duration
+}
+
+func (s slowTable) LookupDevice(ctx context.Context, uuid string) (DeviceAuth, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return DeviceAuth{}, ctx.Err()
+	}
+	return s.deviceTable.LookupDevice(ctx, uuid)
+}
+
+// The server's own look-up is not charged to the device: a look-up slower
+// than the whole authentication deadline still ends in an authenticated
+// session, while a device that is itself too slow is still cut off.
+func TestSlowLookupNotChargedToDevice(t *testing.T) {
+	table := &deviceTable{m: map[string]device{}}
+	ts, _ := startServer(t, func(c *Config) {
+		c.AuthTimeout = 500 * time.Millisecond
+		c.Authenticator = slowTable{deviceTable: table, delay: 800 * time.Millisecond}
+	})
+	dev := addDevice(t, table)
+	connectDevice(t, ts.addr, dev.uuid, dev.user, dev.pw, deviceOptions{})
+	if e := ts.nextEvent(t, 5*time.Second); !e.connected || e.info.UUID != dev.uuid.String() {
+		t.Fatalf("event %+v", e)
+	}
+
+	// Slow peer: after the look-up it still has only its own remaining
+	// time, and silence past that ends the connection.
+	d := dialDevice(t, ts.addr, amtTLS(getPKI(t)), deviceOptions{})
+	must(t, d.send(&apf.ProtocolVersion{Major: 1, TriggerReason: 4, UUID: dev.uuid}))
+	start := time.Now()
+	for {
+		if _, err := d.read(5 * time.Second); err != nil {
+			break
+		}
+	}
+	if el := time.Since(start); el < 800*time.Millisecond || el > 3*time.Second {
+		t.Fatalf("silent device cut off after %v, want the look-up (800ms) plus what was left of 500ms", el)
+	}
+
+	// A look-up that fails with the server's own timeout is DISCONNECT 7.
+	ts2, _ := startServer(t, func(c *Config) {
+		c.LookupTimeout = 100 * time.Millisecond
+		c.Authenticator = slowTable{deviceTable: table, delay: time.Second}
+	})
+	d2 := dialDevice(t, ts2.addr, amtTLS(getPKI(t)), deviceOptions{})
+	must(t, d2.send(&apf.ProtocolVersion{Major: 1, TriggerReason: 4, UUID: dev.uuid}))
+	m, err := d2.read(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dm, ok := m.(*apf.Disconnect); !ok || dm.Reason != apf.DisconnectServiceNotAvailable {
+		t.Fatalf("got %+v, want DISCONNECT %d", m, apf.DisconnectServiceNotAvailable)
 	}
 }
