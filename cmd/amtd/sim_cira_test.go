@@ -64,6 +64,15 @@ func TestSimCIRAFleet(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The server registers a session before the device has seen the last
+	// answer of its handshake: wait for the devices' own "connected" events
+	// too, or the summary below may be taken before the last one.
+	for n := 0; n < 3; n = strings.Count(readFileOrEmpty(logPath), ",connected,") {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 3 devices logged their connection: %s%s", n, p.out.String(), p.errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for _, d := range p.devices {
 		info, ok := s.cira.Lookup(d["uuid"])
 		if !ok {
@@ -114,4 +123,10 @@ func TestSimCIRAFlagErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, %s", args, code, errOut)
 		}
 	}
+}
+
+// readFileOrEmpty is the file's content, or "" while it cannot be read.
+func readFileOrEmpty(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }
