@@ -136,12 +136,21 @@ func (ls *legacyServer) createDomain(t *testing.T, name, suffix string, chain *t
 // authentication (0: none).
 func (ls *legacyServer) createProfile(t *testing.T, name string, tlsMode int, tags ...string) {
 	t.Helper()
+	ls.createProfileWith(t, name, tlsMode, nil, tags...)
+}
+
+// createProfileWith is createProfile with extra profile fields.
+func (ls *legacyServer) createProfileWith(t *testing.T, name string, tlsMode int, extra map[string]any, tags ...string) {
+	t.Helper()
 	p := map[string]any{
 		"profileName": name, "activation": "acmactivate", "generateRandomPassword": true,
 		"generateRandomMEBxPassword": true, "dhcpEnabled": true, "tags": tags,
 		"userConsent": "None", "kvmEnabled": true, "solEnabled": true, "iderEnabled": false}
 	if tlsMode != 0 {
 		p["tlsMode"] = tlsMode
+	}
+	for k, v := range extra {
+		p[k] = v
 	}
 	ls.must(t, http.StatusCreated, "POST", "/api/v1/admin/profiles", p)
 }
@@ -369,6 +378,17 @@ func checkDeviceState(t *testing.T, fw *firmware.Firmware, pw, mebx string, pinn
 // the device reports.
 func pinnedSession(t *testing.T, tlsAddr, pw string, pinned []byte) string {
 	t.Helper()
+	hostName, err := pinnedSessionAs(t, tlsAddr, "admin", pw, pinned)
+	if err != nil {
+		t.Fatalf("%s: WS-MAN over pinned TLS with the stored password: %v", tlsAddr, err)
+	}
+	return hostName
+}
+
+// pinnedSessionAs is pinnedSession for any digest user; it returns the
+// session's error.
+func pinnedSessionAs(t *testing.T, tlsAddr, user, pw string, pinned []byte) (string, error) {
+	t.Helper()
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	tr := &amt.DirectTransport{Name: tlsAddr, Dial: func(ctx context.Context) (net.Conn, error) {
 		conf := &tls.Config{InsecureSkipVerify: true, //nolint:gosec // pinned below
@@ -391,16 +411,14 @@ func pinnedSession(t *testing.T, tlsAddr, pw string, pinned []byte) string {
 		return c, nil
 	}}
 	host, _, _ := net.SplitHostPort(tlsAddr)
-	cl := amt.NewClient(tr, amt.Params{Target: host, Username: "admin", Password: pw, UseTLS: true, Timeout: 20 * time.Second})
+	cl := amt.NewClient(tr, amt.Params{Target: host, Username: user, Password: pw, UseTLS: true, Timeout: 20 * time.Second})
 	var hostName string
-	if err := cl.Do(t.Context(), func(m wsman.Messages) error {
+	err := cl.Do(t.Context(), func(m wsman.Messages) error {
 		r, err := m.AMT.GeneralSettings.Get()
 		hostName = r.Body.GetResponse.HostName
 		return err
-	}); err != nil {
-		t.Fatalf("%s: WS-MAN over pinned TLS with the stored password: %v", tlsAddr, err)
-	}
-	return hostName
+	})
+	return hostName, err
 }
 
 // checkProvisioned asserts a device amtd provisioned, from the device
@@ -496,7 +514,13 @@ func TestLegacyPKIEndToEnd(t *testing.T) {
 	ls := startLegacyServer(t, fleetTLSPort(t, devs))
 
 	ls.createDomain(t, "pki", "pki.example.com", chain)
-	ls.createProfile(t, "legacy-acm", 2, "legacy", "floor3")
+	// amtd's profile extensions, applied by the configuration stage: a power
+	// package and an AMT user allowed on the network interface
+	ls.createProfileWith(t, "legacy-acm", 2, map[string]any{
+		"powerPolicy": "Desktop: ON in S0",
+		"userAcls": []any{map[string]any{"username": "operator", "password": legacyACLPassword,
+			"realms": []any{3, "Redirection"}, "accessPermission": "network"}},
+	}, "legacy", "floor3")
 	d := devs.Devices()
 	good, good2, unknown, wrongSuffix := d[0], d[1], d[2], d[3]
 	untrusting := strangers.Devices()[0]
@@ -580,6 +604,7 @@ func TestLegacyPKIEndToEnd(t *testing.T) {
 			t.Fatalf("hello record %+v of the device at %s", h, ip)
 		}
 		checkProvisioned(t, ls, dev.Firmware, dev.TLSAddr())
+		checkPowerAndUser(t, ls, dev.Firmware, dev.TLSAddr())
 	}
 	var host string
 	good.Firmware.View(func(s *firmware.State) { host = s.Network.HostName + "." + s.Network.DomainName })
@@ -598,9 +623,11 @@ func TestLegacyPKIEndToEnd(t *testing.T) {
 		pw, mebx, _ := storedCreds(t, ls, dev.UUID)
 		_, hellos := apiCall(t, "GET", ls.base+"/api/v1/admin/legacy/hellos", nil)
 		_, record := apiCall(t, "GET", ls.base+"/api/v1/devices/"+dev.UUID, nil)
-		ls.noSecrets(t, []string{pw, mebx}, text, string(hellos), string(record))
+		_, profile := apiCall(t, "GET", ls.base+"/api/v1/admin/profiles/legacy-acm", nil)
+		ls.noSecrets(t, []string{pw, mebx, legacyACLPassword}, text, string(hellos), string(record), string(profile))
 		want := []string{"legacy.hello:info", "legacy.certificate:ok", "legacy.auth:ok", "legacy.state:ok", "legacy.mebx:ok",
-			"legacy.password:ok", "legacy.hostname:ok", "legacy.tls:ok", "legacy.commit:ok", "device.record:ok", "legacy.configure:info", "tls:ok"}
+			"legacy.password:ok", "legacy.hostname:ok", "legacy.tls:ok", "legacy.commit:ok", "device.record:ok", "legacy.configure:info",
+			"power.policy:ok", "useracl:ok", "tls:ok"}
 		if !isSubsequence(steps, want) {
 			t.Fatalf("provisioning log of %s: %v lacks %v", dev.UUID, steps, want)
 		}
@@ -612,6 +639,41 @@ func TestLegacyPKIEndToEnd(t *testing.T) {
 	}
 	if fw := untrusting.Firmware; fw.ProvisioningState() != firmware.StateIn || len(legacyEvents(fw, firmware.LegacySessionAccepted)) != 0 {
 		t.Fatalf("untrusting device:\n%s", legacyLog(fw))
+	}
+}
+
+// legacyACLPassword is the password of the profile's AMT user.
+const legacyACLPassword = "Op3rator!legacy"
+
+// checkPowerAndUser asserts, from the device, what the profile's amtd
+// extensions asked for: the "Desktop: ON in S0" power package is the
+// active one, and the AMT user exists with its access and realms and logs
+// in with digest over the device's network interface (pinned TLS), with
+// its password only.
+func checkPowerAndUser(t *testing.T, ls *legacyServer, fw *firmware.Firmware, tlsAddr string) {
+	t.Helper()
+	guid := fw.UUIDString()
+	active := fw.ActivePowerScheme()
+	var desc string
+	for _, p := range fw.PowerSchemes() {
+		if p.InstanceID == active {
+			desc = p.Description
+		}
+	}
+	if desc != "Desktop: ON in S0" || fw.Snapshot().PowerScheme != active {
+		t.Fatalf("device %s: active power package %s %q", guid, active, desc)
+	}
+	users := fw.Snapshot().Users
+	if len(users) != 1 || users[0].Username != "operator" || users[0].AccessPermission != firmware.AccessNetwork ||
+		!slices.Equal(users[0].Realms, []int{3, 2}) || !users[0].Enabled {
+		t.Fatalf("device %s: users %+v", guid, users)
+	}
+	_, _, pinned := storedCreds(t, ls, guid)
+	if _, err := pinnedSessionAs(t, tlsAddr, "operator", legacyACLPassword, pinned); err != nil {
+		t.Fatalf("device %s: the profile's AMT user cannot log in over the network: %v", guid, err)
+	}
+	if _, err := pinnedSessionAs(t, tlsAddr, "operator", legacyACLPassword+"x", pinned); err == nil {
+		t.Fatalf("device %s: the AMT user logs in with a wrong password", guid)
 	}
 }
 
