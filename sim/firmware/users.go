@@ -161,9 +161,9 @@ func (f *Firmware) LookupUserFrom(username string, local bool) (Credential, bool
 	return Credential{}, false
 }
 
-// UserCanLogIn reports whether a user ACL entry accepts password on the
-// network interface (for tests: the password never reaches the device,
-// only its digest HA1).
+// UserCanLogIn reports whether a user ACL entry logs in with password on
+// the local (LMS) or the network interface (for tests; the device itself
+// holds only the digest HA1, never the password).
 func (f *Firmware) UserCanLogIn(username, password string, local bool) bool {
 	c, ok := f.LookupUserFrom(username, local)
 	if !ok {
