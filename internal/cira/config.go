@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 )
 
@@ -159,7 +160,8 @@ var rsaKeyExchangeSuites = []uint16{
 // explicitly so no GODEBUG setting is needed; TLS 1.2 minimum, or TLS 1.0
 // when legacy is set; no client certificate; the certificate served whatever
 // the client's SNI. Each APF message is written as one TLS record where it
-// fits (dynamic record sizing off), as MPS does.
+// fits (dynamic record sizing off), as MPS does. The private-key operations of
+// handshakes run a few at a time in arrival order (keyLimiter).
 func TLSConfig(cert *tls.Certificate, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), legacy bool) *tls.Config {
 	suites := make([]uint16, 0, 16)
 	for _, s := range tls.CipherSuites() {
@@ -169,12 +171,20 @@ func TLSConfig(cert *tls.Certificate, getCert func(*tls.ClientHelloInfo) (*tls.C
 	if getCert == nil {
 		getCert = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
 	}
+	lim := newKeyLimiter(runtime.GOMAXPROCS(0))
+	limited := func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c, err := getCert(hi)
+		if err != nil || c == nil {
+			return c, err
+		}
+		return lim.certificate(c), nil
+	}
 	minVersion := uint16(tls.VersionTLS12)
 	if legacy {
 		minVersion = tls.VersionTLS10
 	}
 	return &tls.Config{
-		GetCertificate:              getCert,
+		GetCertificate:              limited,
 		MinVersion:                  minVersion,
 		CipherSuites:                suites,
 		ClientAuth:                  tls.NoClientCert,

@@ -1,6 +1,7 @@
 package cira
 
 import (
+	"bytes"
 	"crypto/tls"
 	"net"
 	"slices"
@@ -93,13 +94,16 @@ func TestTLSConfigFields(t *testing.T) {
 	if cfg.ClientAuth != tls.NoClientCert {
 		t.Error("ClientAuth")
 	}
-	got, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
-	if err != nil || got != &p.cert {
-		t.Errorf("GetCertificate without SNI: %v %v", got, err)
-	}
-	got, _ = cfg.GetCertificate(&tls.ClientHelloInfo{ServerName: "something.else"})
-	if got != &p.cert {
-		t.Error("GetCertificate with another name")
+	// The certificate served whatever the SNI: the same chain, its key
+	// behind the handshake limiter.
+	for _, name := range []string{"", "something.else"} {
+		got, err := cfg.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+		if err != nil || got == nil || !slices.EqualFunc(got.Certificate, p.cert.Certificate, bytes.Equal) {
+			t.Fatalf("GetCertificate for SNI %q: %v", name, err)
+		}
+		if _, ok := got.PrivateKey.(*limitedDecrypter); !ok {
+			t.Errorf("GetCertificate for SNI %q: key %T, not behind the limiter", name, got.PrivateKey)
+		}
 	}
 }
 
