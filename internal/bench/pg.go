@@ -4,19 +4,16 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/amtd-project/amtd/internal/pgbin"
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
 )
 
@@ -39,66 +36,21 @@ type postgres struct {
 var pgSettings = []string{"listen_addresses=127.0.0.1", "max_connections=300", "lc_messages=C",
 	"shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all"}
 
-func pgBin() (string, error) {
-	has := func(dir string) bool {
-		for _, t := range []string{"initdb", "postgres"} {
-			if fi, err := os.Stat(filepath.Join(dir, t)); err != nil || fi.IsDir() {
-				return false
-			}
-		}
-		return true
-	}
-	if p, err := exec.LookPath("initdb"); err == nil {
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			p = real
-		}
-		if has(filepath.Dir(p)) {
-			return filepath.Dir(p), nil
-		}
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(dirs, func(i, j int) bool {
-		a, _ := strconv.Atoi(filepath.Base(filepath.Dir(dirs[i])))
-		b, _ := strconv.Atoi(filepath.Base(filepath.Dir(dirs[j])))
-		return a > b
-	})
-	for _, d := range dirs {
-		if has(d) {
-			return d, nil
-		}
-	}
-	return "", errors.New("bench: PostgreSQL's initdb/postgres not found in PATH or /usr/lib/postgresql/*/bin")
-}
-
 // PostgresAvailable reports whether PostgreSQL's binaries were found (the
 // cira and cluster scenarios need them).
 func PostgresAvailable() error {
-	_, err := pgBin()
+	_, err := pgbin.Dir()
 	return err
-}
-
-// unprivileged: PostgreSQL refuses to run as root.
-func unprivileged() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, fmt.Errorf("bench: running as root needs a postgres user for PostgreSQL: %w", err)
-	}
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
 }
 
 // startPostgres creates a cluster in a new temporary folder (directly in
 // the system's, so that the postgres user can reach it) and starts it.
 func startPostgres(ctx context.Context) (*postgres, error) {
-	bin, err := pgBin()
+	bin, err := pgbin.Dir()
 	if err != nil {
 		return nil, err
 	}
-	cred, err := unprivileged()
+	cred, err := pgbin.Credential()
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +78,7 @@ func startPostgres(ctx context.Context) (*postgres, error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
-	port, err := freePort()
+	port, err := pgbin.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -277,15 +229,6 @@ func (pg *postgres) version(ctx context.Context) string {
 	var v string
 	_ = pg.admin.QueryRowContext(ctx, "SHOW server_version").Scan(&v)
 	return v
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // firstLine is the first line of s.

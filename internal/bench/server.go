@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/amtd-project/amtd/internal/pgbin"
 )
 
 // MPSHost is the MPS name the simulated devices are given. It does not
@@ -40,11 +42,11 @@ type instance struct {
 // authentication off, --activation-delay 0s, no hello listener, logs at
 // warn, and the Go runtime's GC trace on its stderr (heap figures).
 func (e *env) startServe(ctx context.Context, o serveOpts) (*instance, error) {
-	hp, err := freePort()
+	hp, err := pgbin.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	cp, err := freePort()
+	cp, err := pgbin.FreePort()
 	if err != nil {
 		return nil, err
 	}

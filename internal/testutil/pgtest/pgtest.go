@@ -24,12 +24,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amtd-project/amtd/internal/pgbin"
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
 )
 
@@ -106,44 +104,8 @@ func DSN(t testing.TB) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, name)
 }
 
-// findBin returns the folder holding initdb, pg_ctl and postgres.
-func findBin() (string, error) {
-	if p, err := exec.LookPath("initdb"); err == nil {
-		// Debian links only some tools into PATH; resolve to the real folder.
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			p = real
-		}
-		dir := filepath.Dir(p)
-		if hasTools(dir) {
-			return dir, nil
-		}
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(dirs, func(i, j int) bool { return pgVersion(dirs[i]) > pgVersion(dirs[j]) })
-	for _, d := range dirs {
-		if hasTools(d) {
-			return d, nil
-		}
-	}
-	return "", errors.New("initdb/pg_ctl/postgres not found in PATH or /usr/lib/postgresql/*/bin")
-}
-
-func hasTools(dir string) bool {
-	for _, tool := range []string{"initdb", "pg_ctl", "postgres"} {
-		if fi, err := os.Stat(filepath.Join(dir, tool)); err != nil || fi.IsDir() {
-			return false
-		}
-	}
-	return true
-}
-
-func pgVersion(binDir string) int {
-	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
-	return v
-}
-
 func (c *cluster) start() {
-	bin, err := findBin()
+	bin, err := pgbin.Dir()
 	if err != nil {
 		c.missing = err.Error()
 		return
@@ -164,11 +126,11 @@ func (c *cluster) startServer() error {
 		return err
 	}
 	c.dir = dir
-	if os.Geteuid() == 0 {
-		cred, err := unprivileged()
-		if err != nil {
-			return err
-		}
+	cred, err := pgbin.Credential()
+	if err != nil {
+		return err
+	}
+	if cred != nil {
 		c.cred = cred
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			return err
@@ -184,7 +146,7 @@ func (c *cluster) startServer() error {
 	// A port picked now could be taken before postgres binds it; retry then.
 	var lastErr error
 	for range 3 {
-		port, err := freePort()
+		port, err := pgbin.FreePort()
 		if err != nil {
 			return err
 		}
@@ -311,32 +273,6 @@ func (c *cluster) command(ctx context.Context, tool string, args ...string) *exe
 		cmd.SysProcAttr.Credential = c.cred
 	}
 	return cmd
-}
-
-// unprivileged returns the credentials of the postgres system user, or nobody.
-func unprivileged() (*syscall.Credential, error) {
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
-	}
-	return nil, errors.New("running as root and neither a postgres nor a nobody user exists to run PostgreSQL")
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // tail returns the end of a log file for error messages.
