@@ -23,11 +23,10 @@ import (
 //
 // When the queue grows longer than the devices can wait, first come, first
 // served would spend the CPU on the oldest handshakes, whose devices are
-// the likeliest to have given up. So a handshake that has used three
-// quarters of its authentication time before its turn is dropped without
-// the key operation (its device retries later), and the CPU goes to
-// handshakes that can still finish. A herd that the CPU clears within the
-// deadline loses nothing.
+// the likeliest to have given up. So a handshake that has used half its
+// authentication time before its turn is dropped without the key operation
+// (its device retries later), and the CPU goes to handshakes that can
+// still finish.
 type keyLimiter struct {
 	sem chan struct{}
 }
@@ -68,15 +67,15 @@ func (l *keyLimiter) certificate(c *tls.Certificate, ctx context.Context) *tls.C
 	return &w
 }
 
-// acquire waits for a slot, or gives up when the handshake has used three
-// quarters of its time (at once if it already has).
+// acquire waits for a slot, or gives up when the handshake has used half
+// its time (at once if it already has).
 func (l *keyLimiter) acquire(ht handshakeTimes) (func(), error) {
 	release := func() { <-l.sem }
 	if ht.deadline.IsZero() {
 		l.sem <- struct{}{}
 		return release, nil
 	}
-	cutoff := ht.accepted.Add(ht.deadline.Sub(ht.accepted) * 3 / 4)
+	cutoff := ht.accepted.Add(ht.deadline.Sub(ht.accepted) / 2)
 	wait := time.Until(cutoff)
 	dropped := func() error {
 		return fmt.Errorf("cira: handshake dropped before its key operation: waited %v of its %v authentication time",

@@ -90,9 +90,8 @@ func TestKeyLimiterBoundsKeyOperations(t *testing.T) {
 	}
 }
 
-// A handshake that has used three quarters of its authentication time
-// before its turn is dropped without the key operation; one with time left
-// waits.
+// A handshake that has used half its authentication time before its turn
+// is dropped without the key operation; one with time left waits.
 func TestKeyLimiterDropsStaleHandshakes(t *testing.T) {
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -105,18 +104,16 @@ func TestKeyLimiterDropsStaleHandshakes(t *testing.T) {
 		return lim.certificate(&tls.Certificate{PrivateKey: k}, ctx).PrivateKey.(crypto.Signer)
 	}
 
-	// Already past three quarters of its time: dropped at once, the key
-	// untouched.
-	if _, err := key(time.Now().Add(-23*time.Second), 30*time.Second).Sign(rand.Reader, nil, crypto.SHA256); err == nil {
-		t.Fatal("a handshake 23 s into its 30 s signed")
+	// Already past half its time: dropped at once, the key untouched.
+	if _, err := key(time.Now().Add(-20*time.Second), 30*time.Second).Sign(rand.Reader, nil, crypto.SHA256); err == nil {
+		t.Fatal("a handshake 20 s into its 30 s signed")
 	}
 	if k.peak.Load() != 0 {
 		t.Fatal("the key was used for a dropped handshake")
 	}
 
-	// The slot held: a fresh handshake with 400 ms waits up to three
-	// quarters of it (300 ms) and is dropped; one with 30 s waits for the
-	// slot and signs.
+	// The slot held: a fresh handshake with 400 ms waits up to its half
+	// (200 ms) and is dropped; one with 30 s waits for the slot and signs.
 	release, err := lim.acquire(handshakeTimes{})
 	if err != nil {
 		t.Fatal(err)
@@ -125,8 +122,8 @@ func TestKeyLimiterDropsStaleHandshakes(t *testing.T) {
 	if _, err := key(time.Now(), 400*time.Millisecond).Sign(rand.Reader, nil, crypto.SHA256); err == nil {
 		t.Fatal("signed while the only slot was held")
 	}
-	if el := time.Since(start); el < 250*time.Millisecond || el > 2*time.Second {
-		t.Fatalf("dropped after %v, want about 300ms", el)
+	if el := time.Since(start); el < 150*time.Millisecond || el > 2*time.Second {
+		t.Fatalf("dropped after %v, want about 200ms", el)
 	}
 	done := make(chan error, 1)
 	go func() {
