@@ -177,7 +177,7 @@ func TLSConfig(cert *tls.Certificate, getCert func(*tls.ClientHelloInfo) (*tls.C
 		if err != nil || c == nil {
 			return c, err
 		}
-		return lim.certificate(c, hi.Context()), nil
+		return lim.certificate(c), nil
 	}
 	minVersion := uint16(tls.VersionTLS12)
 	if legacy {

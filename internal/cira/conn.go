@@ -167,11 +167,7 @@ func (c *conn) serve() {
 func (c *conn) start() error {
 	c.raw.SetDeadline(time.Unix(0, c.authDeadline))
 	c.readArmed = c.authDeadline
-	// The accept time and deadline ride in the context for the key
-	// limiter (keylimit.go); the socket deadline above bounds the handshake.
-	dl := time.Unix(0, c.authDeadline)
-	hctx := withHandshakeTimes(context.Background(), dl.Add(-c.srv.cfg.AuthTimeout), dl)
-	if err := c.tc.HandshakeContext(hctx); err != nil {
+	if err := c.tc.Handshake(); err != nil {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
 	p, err := c.rd.Peek(3)

@@ -1,12 +1,10 @@
 package cira
 
 import (
-	"context"
 	"crypto"
 	"crypto/tls"
-	"fmt"
 	"io"
-	"time"
+	"sync"
 )
 
 // keyLimiter bounds the private-key operations of the listener's TLS
@@ -20,37 +18,24 @@ import (
 // first come, first served, handshakes finish one after another at the
 // rate the CPU allows. Only the CPU-bound step waits: a peer that stalls
 // mid-handshake holds no slot.
-//
-// When the queue grows longer than the devices can wait, first come, first
-// served would spend the CPU on the oldest handshakes, whose devices are
-// the likeliest to have given up. So a handshake that has used half its
-// authentication time before its turn is dropped without the key operation
-// (its device retries later), and the CPU goes to handshakes that can
-// still finish.
 type keyLimiter struct {
 	sem chan struct{}
+
+	mu         sync.Mutex
+	orig, wrap *tls.Certificate // last certificate wrapped
 }
 
 func newKeyLimiter(n int) *keyLimiter {
 	return &keyLimiter{sem: make(chan struct{}, max(n, 1))}
 }
 
-// handshakeTimes travel in the handshake's context (a value, no timer):
-// when the connection was accepted and when its authentication time ends.
-type handshakeTimes struct{ accepted, deadline time.Time }
-
-type handshakeTimesKey struct{}
-
-func withHandshakeTimes(ctx context.Context, accepted, deadline time.Time) context.Context {
-	return context.WithValue(ctx, handshakeTimesKey{}, handshakeTimes{accepted, deadline})
-}
-
-// certificate returns c with its private key behind the limiter for one
-// handshake; a key of another kind is returned as it is.
-func (l *keyLimiter) certificate(c *tls.Certificate, ctx context.Context) *tls.Certificate {
-	var ht handshakeTimes
-	if ctx != nil { // nil in a ClientHelloInfo made by hand
-		ht, _ = ctx.Value(handshakeTimesKey{}).(handshakeTimes)
+// certificate returns c with its private key behind the limiter; the same
+// wrapper while c does not change.
+func (l *keyLimiter) certificate(c *tls.Certificate) *tls.Certificate {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c == l.orig {
+		return l.wrap
 	}
 	w := *c
 	switch k := c.PrivateKey.(type) {
@@ -58,59 +43,28 @@ func (l *keyLimiter) certificate(c *tls.Certificate, ctx context.Context) *tls.C
 		crypto.Signer
 		crypto.Decrypter
 	}:
-		w.PrivateKey = &limitedDecrypter{limitedSigner{k, l, ht}, k}
+		w.PrivateKey = &limitedDecrypter{limitedSigner{k, l}, k}
 	case crypto.Signer:
-		w.PrivateKey = &limitedSigner{k, l, ht}
+		w.PrivateKey = &limitedSigner{k, l}
 	default:
-		return c
+		w = *c // not a key we can wrap: used as it is
 	}
+	l.orig, l.wrap = c, &w
 	return &w
 }
 
-// acquire waits for a slot, or gives up when the handshake has used half
-// its time (at once if it already has).
-func (l *keyLimiter) acquire(ht handshakeTimes) (func(), error) {
-	release := func() { <-l.sem }
-	if ht.deadline.IsZero() {
-		l.sem <- struct{}{}
-		return release, nil
-	}
-	cutoff := ht.accepted.Add(ht.deadline.Sub(ht.accepted) / 2)
-	wait := time.Until(cutoff)
-	dropped := func() error {
-		return fmt.Errorf("cira: handshake dropped before its key operation: waited %v of its %v authentication time",
-			time.Since(ht.accepted).Round(time.Millisecond), ht.deadline.Sub(ht.accepted))
-	}
-	if wait <= 0 {
-		return nil, dropped()
-	}
-	select {
-	case l.sem <- struct{}{}:
-		return release, nil
-	default:
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case l.sem <- struct{}{}:
-		return release, nil
-	case <-t.C:
-		return nil, dropped()
-	}
+func (l *keyLimiter) acquire() func() {
+	l.sem <- struct{}{}
+	return func() { <-l.sem }
 }
 
 type limitedSigner struct {
 	crypto.Signer
-	l  *keyLimiter
-	ht handshakeTimes
+	l *keyLimiter
 }
 
 func (k *limitedSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	release, err := k.l.acquire(k.ht)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
+	defer k.l.acquire()()
 	return k.Signer.Sign(rand, digest, opts)
 }
 
@@ -120,10 +74,6 @@ type limitedDecrypter struct {
 }
 
 func (k *limitedDecrypter) Decrypt(rand io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
-	release, err := k.l.acquire(k.ht)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
+	defer k.l.acquire()()
 	return k.d.Decrypt(rand, msg, opts)
 }
