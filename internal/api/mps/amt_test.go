@@ -19,8 +19,12 @@ import (
 	simwsman "github.com/amtd-project/amtd/sim/wsman"
 )
 
-func TestLANGeneralSettingsVersionCapabilities(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestGeneralSettingsVersionCapabilities(t *testing.T) {
+	bothPaths(t, testGeneralSettingsVersionCapabilities)
+}
+
+func testGeneralSettingsVersionCapabilities(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 
 	resp := must(t, e, 200, "GET", "/api/v1/amt/generalSettings/"+sim.GUID, nil)
@@ -66,8 +70,10 @@ func TestLANGeneralSettingsVersionCapabilities(t *testing.T) {
 	}
 }
 
-func TestLANOldFirmwareCapabilities(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestOldFirmwareCapabilities(t *testing.T) { bothPaths(t, testOldFirmwareCapabilities) }
+
+func testOldFirmwareCapabilities(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{Version: "9.5.3"}, "")
 	caps := must(t, e, 200, "GET", "/api/v1/amt/power/capabilities/"+sim.GUID, nil).Object(t)
 	if _, ok := caps["Sleep"]; ok {
@@ -75,8 +81,10 @@ func TestLANOldFirmwareCapabilities(t *testing.T) {
 	}
 }
 
-func TestLANFeatures(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestFeatures(t *testing.T) { bothPaths(t, testFeatures) }
+
+func testFeatures(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 	path := "/api/v1/amt/features/" + sim.GUID
 	set := map[string]any{"userConsent": "all", "enableSOL": true, "enableIDER": false, "enableKVM": true}
@@ -113,8 +121,10 @@ func TestLANFeatures(t *testing.T) {
 	}
 }
 
-func TestLANUserConsent(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestUserConsent(t *testing.T) { bothPaths(t, testUserConsent) }
+
+func testUserConsent(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 	must(t, e, 200, "POST", "/api/v1/amt/features/"+sim.GUID, map[string]any{"userConsent": "all", "enableSOL": true, "enableIDER": true, "enableKVM": true})
 
@@ -134,8 +144,10 @@ func TestLANUserConsent(t *testing.T) {
 	}
 }
 
-func TestLANCertificates(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestCertificates(t *testing.T) { bothPaths(t, testCertificates) }
+
+func testCertificates(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 	path := "/api/v1/amt/certificates/" + sim.GUID
 	before := must(t, e, 200, "GET", path, nil)
@@ -188,8 +200,10 @@ func TestLANCertificates(t *testing.T) {
 	_ = x509.ParseCertificate
 }
 
-func TestLANNetwork(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestNetwork(t *testing.T) { bothPaths(t, testNetwork) }
+
+func testNetwork(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 	g := sim.GUID
 	resp := must(t, e, 200, "GET", "/api/v1/amt/networkSettings/"+g, nil)
@@ -261,8 +275,10 @@ func TestLANNetwork(t *testing.T) {
 	}
 }
 
-func TestLANDeactivate(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestDeactivate(t *testing.T) { bothPaths(t, testDeactivate) }
+
+func testDeactivate(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 	wantBody(t, must(t, e, 200, "DELETE", "/api/v1/amt/deactivate/"+sim.GUID, nil), `{"status":"SUCCESS"}`)
 	if sim.FW.ControlMode() != firmware.ModePre {
@@ -278,8 +294,10 @@ func TestLANDeactivate(t *testing.T) {
 	wantBody(t, must(t, e, 404, "GET", "/api/v1/amt/version/"+sim.GUID, nil), notConnectedBody(sim.GUID))
 }
 
-func TestLANTenantAndRefresh(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestTenantAndRefresh(t *testing.T) { bothPaths(t, testTenantAndRefresh) }
+
+func testTenantAndRefresh(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "acme")
 	// default tenant token: the device is someone else's
 	wantBody(t, must(t, e, 401, "GET", "/api/v1/amt/generalSettings/"+sim.GUID, nil), `{"error":"Unauthorized","errorDescription":"Unauthorized"}`)
@@ -304,8 +322,10 @@ func TestLANTenantAndRefresh(t *testing.T) {
 	must(t, e, 204, "GET", "/api/v1/devices/redirectstatus/"+sim.GUID, nil)
 }
 
-func TestLANTLSPinned(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestTLSPinned(t *testing.T) { bothPaths(t, testTLSPinned) }
+
+func testTLSPinned(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{TLSEnforced: true}, "")
 	resp := must(t, e, 200, "GET", "/api/v1/amt/generalSettings/"+sim.GUID, nil)
 	if jsonPath(resp.JSON(t), "Body", "AMT_GeneralSettings", "DigestRealm") != sim.FW.Realm() {

@@ -19,7 +19,10 @@ import (
 const testRootPEM = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
 
 type envOpts struct {
-	cira     *devaccesstest.CIRAServer
+	cira *devaccesstest.CIRAServer
+	// viaCIRA: lanSim connects its devices over CIRA and gives them no LAN
+	// route, so every call goes through the CIRA connection.
+	viaCIRA  bool
 	noAccess bool
 	rootCert func(context.Context) ([]byte, error)
 	mps      func(*mps.Options)
@@ -30,6 +33,8 @@ type env struct {
 	access *devaccess.Access
 	dialer *devaccesstest.Dialer
 	cira   *devaccesstest.CIRAServer
+	// viaCIRA: see envOpts.
+	viaCIRA bool
 	// redirections reported by the fake relay
 	sessions map[string][3]bool
 }
@@ -43,7 +48,7 @@ func (e *env) Sessions(guid string) (kvm, sol, ider bool) {
 // tenant is set), devaccess over the env's dialer, and optionally CIRA.
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	e := &env{dialer: devaccesstest.NewDialer(), cira: o.cira, sessions: map[string][3]bool{}}
+	e := &env{dialer: devaccesstest.NewDialer(), cira: o.cira, viaCIRA: o.viaCIRA, sessions: map[string][3]bool{}}
 	e.Env = apitest.New(t, apitest.Options{
 		Auth:    api.AuthConfig{Username: "admin", Password: "Adm1n-Pa55word!"},
 		Version: "9.8.7",
@@ -93,13 +98,26 @@ func (e *env) lanSim(t *testing.T, so devaccesstest.SimOptions, tenant string) *
 	t.Helper()
 	sim := devaccesstest.StartSim(t, so)
 	host := "dev-" + sim.GUID[:8] + ".lan.test"
-	e.dialer.Add(host, sim)
+	if e.viaCIRA {
+		// The record keeps its LAN name, but nothing answers there.
+		e.cira.Allow(sim.GUID, "mpsuser", "Mps-Passw0rd1", tenant)
+		e.cira.Connect(t, sim, "mpsuser", "Mps-Passw0rd1")
+	} else {
+		e.dialer.Add(host, sim)
+	}
 	if _, err := e.Store.PutDevice(context.Background(), &store.Device{GUID: sim.GUID, TenantID: tenant, Hostname: host,
 		DeviceInfo: &store.DeviceInfo{IPAddress: host}, Tags: []string{}}); err != nil {
 		t.Fatal(err)
 	}
 	sim.StoreCredentials(t, e.Secrets, so.TLSEnforced)
 	return sim
+}
+
+// bothPaths runs a management test twice: with the device on the LAN, and
+// with the same device reachable only over CIRA.
+func bothPaths(t *testing.T, test func(*testing.T, envOpts)) {
+	t.Run("lan", func(t *testing.T) { test(t, envOpts{}) })
+	t.Run("cira", func(t *testing.T) { test(t, envOpts{cira: devaccesstest.StartCIRA(t, nil), viaCIRA: true}) })
 }
 
 func must(t *testing.T, e *env, status int, method, path string, body any, hdr ...string) *apitest.Response {

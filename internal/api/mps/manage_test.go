@@ -25,8 +25,10 @@ func lastBoot(t *testing.T, sim *devaccesstest.Sim) firmware.BootRecord {
 	return *b
 }
 
-func TestLANPowerState(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestPowerState(t *testing.T) { bothPaths(t, testPowerState) }
+
+func testPowerState(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 	g := sim.GUID
 	wantBody(t, must(t, e, 200, "GET", "/api/v1/amt/power/state/"+g, nil), `{"powerstate":2,"OSPowerSavingState":2}`)
@@ -61,8 +63,10 @@ func TestLANPowerState(t *testing.T) {
 	}
 }
 
-func TestLANBootOptions(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestBootOptions(t *testing.T) { bothPaths(t, testBootOptions) }
+
+func testBootOptions(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 	g := sim.GUID
 	path := "/api/v1/amt/power/bootOptions/" + g
@@ -126,8 +130,10 @@ func TestLANBootOptions(t *testing.T) {
 		"body bootDetails.url: Invalid value", "body bootDetails.bootPath: Invalid value")
 }
 
-func TestLANOCRFeature(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestOCRFeature(t *testing.T) { bothPaths(t, testOCRFeature) }
+
+func testOCRFeature(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 	path := "/api/v1/amt/features/" + sim.GUID
 	got := must(t, e, 200, "GET", path, nil).Object(t)
@@ -140,8 +146,10 @@ func TestLANOCRFeature(t *testing.T) {
 	}
 }
 
-func TestLANLogs(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestLogs(t *testing.T) { bothPaths(t, testLogs) }
+
+func testLogs(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 	g := sim.GUID
 	must(t, e, 200, "POST", "/api/v1/amt/power/action/"+g, map[string]any{"action": 10})
@@ -171,8 +179,10 @@ func TestLANLogs(t *testing.T) {
 	}
 }
 
-func TestLANAlarms(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestAlarms(t *testing.T) { bothPaths(t, testAlarms) }
+
+func testAlarms(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 	path := "/api/v1/amt/alarmOccurrences/" + sim.GUID
 	wantBody(t, must(t, e, 200, "GET", path, nil), `[]`)
@@ -209,8 +219,10 @@ func TestLANAlarms(t *testing.T) {
 		`{"error":"Alarm instance not found","errorDescription":"Alarm occurrence delete request failed for guid : `+sim.GUID+`."}`)
 }
 
-func TestLANHardwareInfo(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestHardwareInfo(t *testing.T) { bothPaths(t, testHardwareInfo) }
+
+func testHardwareInfo(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 	resp := must(t, e, 200, "GET", "/api/v1/amt/hardwareInfo/"+sim.GUID, nil)
 	o := resp.JSON(t)
@@ -225,8 +237,10 @@ func TestLANHardwareInfo(t *testing.T) {
 	}
 }
 
-func TestLANKVMDisplays(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestKVMDisplays(t *testing.T) { bothPaths(t, testKVMDisplays) }
+
+func testKVMDisplays(t *testing.T, opts envOpts) {
+	e := newEnv(t, opts)
 	sim := e.lanSim(t, devaccesstest.SimOptions{}, "")
 	path := "/api/v1/amt/kvm/displays/" + sim.GUID
 	resp := must(t, e, 200, "GET", path, nil)
