@@ -94,13 +94,6 @@ func (s *Server) dispatch(ctx context.Context, r readOutcome, ip string) {
 	s.record(ctx, &ev)
 	go func() {
 		defer s.wg.Done()
-		defer func() {
-			s.mu.Lock()
-			delete(s.active, guid)
-			delete(s.activeIP, ip)
-			s.sessions--
-			s.mu.Unlock()
-		}()
 		s.session(ctx, entry, h, ip, ev, log)
 	}()
 }
@@ -157,7 +150,9 @@ type run struct {
 	profileSecretsCache map[string]string
 }
 
-// session runs one device's configuration and records the outcome.
+// session runs one device's configuration, frees the device and its source
+// address for the next hello, and records and reports the outcome (in that
+// order: a hello that follows the report is not turned away as busy).
 func (s *Server) session(ctx context.Context, entry *store.LegacyDevice, h *hello.Hello, ip string, ev store.HelloEvent, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, s.timing.SessionTimeout)
 	defer cancel()
@@ -179,11 +174,14 @@ func (s *Server) session(ctx context.Context, entry *store.LegacyDevice, h *hell
 		s.stats.failed.Add(1)
 		log.Warn("legacy configuration failed", "reason", detail)
 	}
+	s.mu.Lock()
 	if outcome == OutcomeRefused || outcome == OutcomeFailed {
-		s.mu.Lock()
 		s.cooldown[r.guid] = s.now().Add(s.timing.Cooldown)
-		s.mu.Unlock()
 	}
+	delete(s.active, r.guid)
+	delete(s.activeIP, ip)
+	s.sessions--
+	s.mu.Unlock()
 	ev.Outcome, ev.Detail = outcome, detail
 	if ev.ID != 0 {
 		wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
