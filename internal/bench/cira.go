@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -172,45 +171,19 @@ func CIRA(ctx context.Context, o Options, c CIRAOptions) error {
 	defer e.cleanup()
 	e.logf("CIRA: %d devices in %d simulators, %d LAN devices; load average %s", c.Devices, c.Sims, c.LANDevices, loadAverage())
 
-	pg, err := startPostgres(ctx)
+	db, err := e.prepareCIRADB(ctx, "cira")
 	if err != nil {
 		return err
 	}
-	defer pg.stop()
-	dsn, err := pg.createDB(ctx, "cira")
-	if err != nil {
-		return err
-	}
-	keyHex, err := randomHex(32)
-	if err != nil {
-		return err
-	}
-	key, _ := hex.DecodeString(keyHex)
-	so := serveOpts{Name: "serve", Data: e.dataDir("serve"), DB: dsn, MasterKey: keyHex}
-
-	// First start: schema, amtd's CA; the CIRA config; then seed.
-	setup := so
-	setup.Name = "serve-setup"
-	in, err := e.startServe(ctx, setup)
-	if err != nil {
-		return err
-	}
-	root, err := setupCIRAConfig(ctx, in.api)
-	in.stop()
-	if err != nil {
-		return err
-	}
+	defer db.close()
+	pg, dsn, keyHex, sd := db.pg, db.dsn, db.keyHex, db.seeder
 	t0 := time.Now()
-	sd, err := openSeeder(ctx, dsn, key, root)
-	if err != nil {
-		return err
-	}
+	so := serveOpts{Name: "serve", Data: e.dataDir("serve"), DB: dsn, MasterKey: keyHex}
 	var fleets []*fleetRun
 	for k, n := range splitDevices(c.Devices, c.Sims) {
 		name := fmt.Sprintf("cira%02d", k)
 		devs, err := sd.seed(ctx, seedSpec{Name: name, Dir: e.simDir(name), Devices: n, AddrBase: addrBase(k), CIRA: true})
 		if err != nil {
-			sd.close()
 			return err
 		}
 		fleets = append(fleets, &fleetRun{name: name, devices: devs, log: filepath.Join(e.run, name+".cira.csv")})
@@ -219,15 +192,14 @@ func CIRA(ctx context.Context, o Options, c CIRAOptions) error {
 	var lan []seededDevice
 	if c.LANDevices > 0 {
 		if lan, err = sd.seed(ctx, seedSpec{Name: "lan", Dir: e.simDir("lan"), Devices: c.LANDevices, AddrBase: addrBase(c.Sims)}); err != nil {
-			sd.close()
 			return err
 		}
 	}
-	sd.close()
+	db.doneSeeding()
 	e.outf("\nseeding: %d CIRA devices and %d LAN devices in %s", c.Devices, c.LANDevices, time.Since(t0).Round(time.Second))
 
 	// The measured server.
-	in, err = e.startServe(ctx, so)
+	in, err := e.startServe(ctx, so)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -59,36 +58,13 @@ func Cluster(ctx context.Context, o Options, c ClusterOptions) error {
 	total := c.Instances * c.PerInstance
 	e.logf("cluster: %d instances × %d devices = %d, %d simulators per instance; load average %s", c.Instances, c.PerInstance, total, c.SimsPerInstance, loadAverage())
 
-	pg, err := startPostgres(ctx)
+	db, err := e.prepareCIRADB(ctx, "cluster")
 	if err != nil {
 		return err
 	}
-	defer pg.stop()
-	dsn, err := pg.createDB(ctx, "cluster")
-	if err != nil {
-		return err
-	}
-	keyHex, err := randomHex(32)
-	if err != nil {
-		return err
-	}
-	key, _ := hex.DecodeString(keyHex)
-
-	setup, err := e.startServe(ctx, serveOpts{Name: "serve-setup", Data: e.dataDir("setup"), DB: dsn, MasterKey: keyHex})
-	if err != nil {
-		return err
-	}
-	root, err := setupCIRAConfig(ctx, setup.api)
-	setup.stop()
-	if err != nil {
-		return err
-	}
-
+	defer db.close()
+	pg, dsn, keyHex, sd := db.pg, db.dsn, db.keyHex, db.seeder
 	t0 := time.Now()
-	sd, err := openSeeder(ctx, dsn, key, root)
-	if err != nil {
-		return err
-	}
 	members := make([]*member, c.Instances)
 	for i := range members {
 		m := &member{}
@@ -97,14 +73,13 @@ func Cluster(ctx context.Context, o Options, c ClusterOptions) error {
 			name := fmt.Sprintf("i%dc%d", i, k)
 			devs, err := sd.seed(ctx, seedSpec{Name: name, Dir: e.simDir(name), Devices: n, AddrBase: addrBase(i*c.SimsPerInstance + k), CIRA: true})
 			if err != nil {
-				sd.close()
 				return err
 			}
 			m.fleets = append(m.fleets, &fleetRun{name: name, devices: devs, log: filepath.Join(e.run, name+".cira.csv")})
 		}
 		e.logf("seeded %d devices for instance %d", c.PerInstance, i)
 	}
-	sd.close()
+	db.doneSeeding()
 	e.outf("\nseeding: %d devices in %s", total, time.Since(t0).Round(time.Second))
 
 	for i, m := range members {

@@ -260,3 +260,63 @@ func randomHex(n int) (string, error) {
 	}
 	return hex.EncodeToString(b), nil
 }
+
+// ciraDB is a PostgreSQL server with a database prepared for seeded CIRA
+// devices: amtd's schema and CA (from a first `amtd serve` start) and a
+// CIRA configuration, the master key every instance shares, and a seeder.
+type ciraDB struct {
+	pg     *postgres
+	dsn    string
+	keyHex string
+	seeder *seeder
+}
+
+// prepareCIRADB starts PostgreSQL, creates database name and prepares it;
+// close stops what it started.
+func (e *env) prepareCIRADB(ctx context.Context, name string) (db *ciraDB, err error) {
+	pg, err := startPostgres(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			pg.stop()
+		}
+	}()
+	dsn, err := pg.createDB(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	keyHex, err := randomHex(32)
+	if err != nil {
+		return nil, err
+	}
+	key, _ := hex.DecodeString(keyHex)
+	setup, err := e.startServe(ctx, serveOpts{Name: "serve-setup", Data: e.dataDir("setup"), DB: dsn, MasterKey: keyHex})
+	if err != nil {
+		return nil, err
+	}
+	root, err := setupCIRAConfig(ctx, setup.api)
+	setup.stop()
+	if err != nil {
+		return nil, err
+	}
+	sd, err := openSeeder(ctx, dsn, key, root)
+	if err != nil {
+		return nil, err
+	}
+	return &ciraDB{pg: pg, dsn: dsn, keyHex: keyHex, seeder: sd}, nil
+}
+
+// doneSeeding closes the seeder (idempotent).
+func (db *ciraDB) doneSeeding() {
+	if db.seeder != nil {
+		db.seeder.close()
+		db.seeder = nil
+	}
+}
+
+func (db *ciraDB) close() {
+	db.doneSeeding()
+	db.pg.stop()
+}
