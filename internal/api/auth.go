@@ -237,9 +237,8 @@ func newAuthenticator(ctx context.Context, cfg AuthConfig, st store.Store, sec s
 }
 
 // loadSigningKey reads the shared signing key, creating it on first use.
-// Without a compare-and-set in the secret store, two instances starting at
-// the same instant on an empty store could each write a key; reading back
-// after writing makes both use whichever write landed last.
+// Of instances starting together on an empty store, one key is created
+// (secrets.Store.Create) and every instance reads that one.
 func loadSigningKey(ctx context.Context, sec secrets.Store) ([]byte, error) {
 	data, err := sec.Get(ctx, SigningKeySecret)
 	if errors.Is(err, secrets.ErrNotFound) {
@@ -247,8 +246,9 @@ func loadSigningKey(ctx context.Context, sec secrets.Store) ([]byte, error) {
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
-		if err := sec.Put(ctx, SigningKeySecret, map[string]string{signingKeyField: base64.StdEncoding.EncodeToString(key)}); err != nil {
-			return nil, fmt.Errorf("api: storing the JWT signing key: %w", err)
+		created := sec.Create(ctx, SigningKeySecret, map[string]string{signingKeyField: base64.StdEncoding.EncodeToString(key)})
+		if created != nil && !errors.Is(created, secrets.ErrExists) {
+			return nil, fmt.Errorf("api: storing the JWT signing key: %w", created)
 		}
 		data, err = sec.Get(ctx, SigningKeySecret)
 	}

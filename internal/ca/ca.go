@@ -70,10 +70,8 @@ type CA struct {
 // is used only when creating; a stored CA keeps its own subject.
 //
 // A stored entry that cannot be read is an error, never silently replaced:
-// devices trust the stored root. The secret store has no create-if-absent
-// operation, so two instances creating the same CA at the same instant may
-// both write; each re-reads the entry after writing and uses what is stored,
-// which narrows but does not close that window (create CAs from one place).
+// devices trust the stored root. Instances creating the same CA at the same
+// instant store one (secrets.Store.Create) and all use that one.
 func LoadOrCreate(ctx context.Context, store secrets.Store, key, subject string) (*CA, error) {
 	return LoadOrCreateWith(ctx, store, key, subject, Options{})
 }
@@ -87,48 +85,44 @@ func LoadOrCreateWith(ctx context.Context, store secrets.Store, key, subject str
 	if c.genKey == nil {
 		c.genKey = func(bits int) (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, bits) }
 	}
-	data, err := store.Get(ctx, key)
-	switch {
-	case err == nil:
-		if err := c.load(data); err != nil {
-			return nil, fmt.Errorf("ca: stored CA %q: %w", key, err)
+	// At most twice round: read; if absent, create; if another instance
+	// created it meanwhile, read that one.
+	for {
+		data, err := store.Get(ctx, key)
+		switch {
+		case err == nil:
+			if err := c.load(data); err != nil {
+				return nil, fmt.Errorf("ca: stored CA %q: %w", key, err)
+			}
+			return c, nil
+		case !errors.Is(err, secrets.ErrNotFound):
+			return nil, fmt.Errorf("ca: reading %q: %w", key, err)
 		}
-		return c, nil
-	case !errors.Is(err, secrets.ErrNotFound):
-		return nil, fmt.Errorf("ca: reading %q: %w", key, err)
+		name, err := parseSubject(subject)
+		if err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := c.create(name); err != nil {
+			return nil, err
+		}
+		keyDER, err := x509.MarshalPKCS8PrivateKey(c.key)
+		if err != nil {
+			return nil, fmt.Errorf("ca: encoding key: %w", err)
+		}
+		err = store.Create(ctx, key, map[string]string{
+			FieldCertificate: string(c.rootPEM),
+			FieldPrivateKey:  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})),
+		})
+		if err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, secrets.ErrExists) {
+			return nil, fmt.Errorf("ca: storing %q: %w", key, err)
+		}
 	}
-
-	name, err := parseSubject(subject)
-	if err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := c.create(name); err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(c.key)
-	if err != nil {
-		return nil, fmt.Errorf("ca: encoding key: %w", err)
-	}
-	entry := map[string]string{
-		FieldCertificate: string(c.rootPEM),
-		FieldPrivateKey:  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})),
-	}
-	if err := store.Put(ctx, key, entry); err != nil {
-		return nil, fmt.Errorf("ca: storing %q: %w", key, err)
-	}
-	// Use what is stored, in case another instance wrote at the same time.
-	data, err = store.Get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("ca: re-reading %q: %w", key, err)
-	}
-	stored := &CA{now: c.now, genKey: c.genKey}
-	if err := stored.load(data); err != nil {
-		return nil, fmt.Errorf("ca: stored CA %q: %w", key, err)
-	}
-	return stored, nil
 }
 
 func (c *CA) create(name pkix.Name) error {

@@ -60,6 +60,20 @@ func (s *mapStore) Put(ctx context.Context, key string, data map[string]string) 
 	return nil
 }
 
+func (s *mapStore) Create(ctx context.Context, key string, data map[string]string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.data[key]; ok {
+		return secrets.ErrExists
+	}
+	s.data[key] = maps.Clone(data)
+	s.puts++
+	return nil
+}
+
 func (s *mapStore) Delete(ctx context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -450,5 +464,60 @@ func TestConcurrentIssuance(t *testing.T) {
 	}
 	if len(serials) != 16 {
 		t.Fatalf("%d distinct serials for 16 certificates", len(serials))
+	}
+}
+
+// racingStore answers every Get with ErrNotFound until n callers have
+// asked, so that n instances all decide to create the CA at once.
+type racingStore struct {
+	*mapStore
+	n     int
+	asked chan struct{}
+	once  sync.Once
+	gets  atomic.Int32
+}
+
+func (s *racingStore) Get(ctx context.Context, key string) (map[string]string, error) {
+	if s.gets.Add(1) <= int32(s.n) {
+		if s.gets.Load() == int32(s.n) {
+			s.once.Do(func() { close(s.asked) })
+		}
+		<-s.asked
+		return nil, secrets.ErrNotFound
+	}
+	return s.mapStore.Get(ctx, key)
+}
+
+// Instances starting together on an empty store all end up with the one CA
+// that was stored.
+func TestLoadOrCreateConcurrentInstances(t *testing.T) {
+	const n = 4
+	st := &racingStore{mapStore: newMapStore(), n: n, asked: make(chan struct{})}
+	var gens atomic.Int32
+	cas := make([]*CA, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cas[i], errs[i] = LoadOrCreateWith(t.Context(), st, "system/ca", "amtd CA", fastOpts(&gens))
+		}()
+	}
+	wg.Wait()
+	if gens.Load() != n {
+		t.Fatalf("%d key generations, want %d (every instance found the store empty)", gens.Load(), n)
+	}
+	stored, err := st.mapStore.Get(t.Context(), "system/ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("instance %d: %v", i, errs[i])
+		}
+		if string(cas[i].RootPEM()) != stored[FieldCertificate] {
+			t.Fatalf("instance %d uses a root that is not the stored one", i)
+		}
 	}
 }

@@ -39,6 +39,15 @@ func (m *memSecrets) Put(_ context.Context, k string, v map[string]string) error
 	m.m[k] = c
 	return nil
 }
+func (m *memSecrets) Create(ctx context.Context, k string, v map[string]string) error {
+	m.mu.Lock()
+	_, ok := m.m[k]
+	m.mu.Unlock()
+	if ok {
+		return secrets.ErrExists
+	}
+	return m.Put(ctx, k, v)
+}
 func (m *memSecrets) Delete(_ context.Context, k string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

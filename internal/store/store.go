@@ -162,8 +162,9 @@ type Store interface {
 
 	// Sealed secrets for the local secret backend: opaque ciphertext by key.
 	PutSealed(ctx context.Context, key string, blob []byte) error
-	GetSealed(ctx context.Context, key string) ([]byte, error) // ErrNotFound
-	DeleteSealed(ctx context.Context, key string) error        // nil when absent
+	CreateSealed(ctx context.Context, key string, blob []byte) error // ErrDuplicate when present
+	GetSealed(ctx context.Context, key string) ([]byte, error)       // ErrNotFound
+	DeleteSealed(ctx context.Context, key string) error              // nil when absent
 
 	// Settings: small non-secret values (e.g. the admin password hash).
 	GetSetting(ctx context.Context, key string) (string, error) // ErrNotFound

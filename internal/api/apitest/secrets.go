@@ -45,6 +45,16 @@ func (t *Tracking) Put(ctx context.Context, key string, data map[string]string) 
 	return err
 }
 
+func (t *Tracking) Create(ctx context.Context, key string, data map[string]string) error {
+	err := t.Store.Create(ctx, key, data)
+	if err == nil {
+		t.mu.Lock()
+		t.live[key] = true
+		t.mu.Unlock()
+	}
+	return err
+}
+
 func (t *Tracking) Delete(ctx context.Context, key string) error {
 	err := t.Store.Delete(ctx, key)
 	if err == nil {

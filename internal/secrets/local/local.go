@@ -30,6 +30,9 @@ import (
 // SealedKV keeps opaque blobs by key; store.Store implements it.
 type SealedKV interface {
 	PutSealed(ctx context.Context, key string, blob []byte) error
+	// CreateSealed stores blob only if there is none at key
+	// (store.ErrDuplicate otherwise).
+	CreateSealed(ctx context.Context, key string, blob []byte) error
 	// GetSealed returns store.ErrNotFound when there is no blob at key.
 	GetSealed(ctx context.Context, key string) ([]byte, error)
 	// DeleteSealed returns nil when there is no blob at key.
@@ -106,6 +109,23 @@ func (s *Store) Put(ctx context.Context, key string, data map[string]string) err
 	}
 	if err := s.kv.PutSealed(ctx, key, blob); err != nil {
 		return fmt.Errorf("local secrets: put %s: %w", key, err)
+	}
+	return nil
+}
+
+// Create seals data and stores it at key only if no entry is there
+// (secrets.ErrExists otherwise).
+func (s *Store) Create(ctx context.Context, key string, data map[string]string) error {
+	blob, err := s.seal(key, data)
+	if err != nil {
+		return fmt.Errorf("local secrets: create %s: %w", key, err)
+	}
+	err = s.kv.CreateSealed(ctx, key, blob)
+	if errors.Is(err, store.ErrDuplicate) {
+		return fmt.Errorf("local secrets: create %s: %w", key, secrets.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("local secrets: create %s: %w", key, err)
 	}
 	return nil
 }

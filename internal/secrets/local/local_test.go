@@ -201,12 +201,16 @@ func (failingKV) GetSealed(context.Context, string) ([]byte, error) {
 	return nil, errors.New("database is locked")
 }
 func (failingKV) DeleteSealed(context.Context, string) error { return errors.New("read-only") }
+func (failingKV) CreateSealed(context.Context, string, []byte) error {
+	return errors.New("disk full")
+}
 
 func TestErrorsCarryNoValues(t *testing.T) {
 	ctx := t.Context()
 	s := newStore(t, failingKV{}, testKey(3))
 	for _, err := range []error{
 		s.Put(ctx, "k", secretValues),
+		s.Create(ctx, "k", secretValues),
 		func() error { _, err := s.Get(ctx, "k"); return err }(),
 		s.Delete(ctx, "k"),
 	} {
@@ -338,4 +342,21 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("forged blob opened: %v", data)
 		}
 	})
+}
+
+func TestCreate(t *testing.T) {
+	ctx := t.Context()
+	db, _ := openDB(t)
+	s := newStore(t, db, testKey(1))
+	const k = "system/ca"
+	if err := s.Create(ctx, k, secretValues); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Create(ctx, k, map[string]string{"OTHER": "x"})
+	if !errors.Is(err, secrets.ErrExists) {
+		t.Fatalf("second Create = %v, want ErrExists", err)
+	}
+	if got, err := s.Get(ctx, k); err != nil || !maps.Equal(got, secretValues) {
+		t.Fatalf("after a refused Create: %v, %v", got, err)
+	}
 }

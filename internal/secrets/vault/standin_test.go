@@ -93,11 +93,26 @@ func (h *kvStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]any{"request_id": "r", "data": map[string]any{"data": data, "metadata": meta}})
 		case http.MethodPut, http.MethodPost:
 			var body struct {
-				Data map[string]any `json:"data"`
+				Data    map[string]any `json:"data"`
+				Options struct {
+					CAS *int `json:"cas"`
+				} `json:"options"`
 			}
 			if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Data == nil {
 				vaultErrors(w, http.StatusBadRequest, "no data provided")
 				return
+			}
+			// Check-and-set: the write happens only when cas is the current
+			// version (0: no entry), as KV v2 does.
+			if cas := body.Options.CAS; cas != nil {
+				current := 0
+				if e := h.entries[p]; e != nil {
+					current = len(e.versions)
+				}
+				if *cas != current {
+					vaultErrors(w, http.StatusBadRequest, "check-and-set parameter did not match the current version")
+					return
+				}
 			}
 			e := h.entries[p]
 			if e == nil {

@@ -14,7 +14,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,6 +149,26 @@ func (s *Store) Put(ctx context.Context, key string, data map[string]string) err
 	}
 	if _, err := s.kv.Put(ctx, s.path(key), m); err != nil {
 		return fmt.Errorf("vault: put %s: %w", key, err)
+	}
+	return nil
+}
+
+// Create writes data as the entry's first version only if the entry does
+// not exist (KV v2 check-and-set with cas=0; secrets.ErrExists otherwise).
+func (s *Store) Create(ctx context.Context, key string, data map[string]string) error {
+	m := make(map[string]any, len(data))
+	for k, v := range data {
+		m[k] = v
+	}
+	_, err := s.kv.Put(ctx, s.path(key), m, vaultapi.WithCheckAndSet(0))
+	var re *vaultapi.ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest && slices.ContainsFunc(re.Errors, func(e string) bool {
+		return strings.Contains(e, "check-and-set parameter did not match")
+	}) {
+		return fmt.Errorf("vault: create %s: %w", key, secrets.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("vault: create %s: %w", key, err)
 	}
 	return nil
 }

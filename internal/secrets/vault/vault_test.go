@@ -55,6 +55,26 @@ func testBackend(t *testing.T, addr, token, mount string) {
 	}
 	values := map[string]string{"AMT_PASSWORD": "Vault-Amt-P@ss-1a2b", "MEBX_PASSWORD": "Mebx-9z8y", "EMPTY": ""}
 
+	t.Run("Create", func(t *testing.T) {
+		s := open(t, "amtd-test/create")
+		const k = "system/ca"
+		if err := s.Create(ctx, k, values); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Create(ctx, k, map[string]string{"OTHER": "y"}); !errors.Is(err, secrets.ErrExists) {
+			t.Fatalf("second Create = %v, want ErrExists", err)
+		}
+		if got, err := s.Get(ctx, k); err != nil || !maps.Equal(got, values) {
+			t.Fatalf("after a refused Create: %v, %v", got, err)
+		}
+		if err := s.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Create(ctx, k, map[string]string{"OTHER": "y"}); err != nil {
+			t.Fatalf("Create after Delete: %v", err)
+		}
+	})
+
 	t.Run("RoundTrip", func(t *testing.T) {
 		s := open(t, "amtd-test/roundtrip")
 		if s.Name() != "VAULT" {

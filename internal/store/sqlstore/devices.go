@@ -349,6 +349,25 @@ func (s *Store) PutSealed(ctx context.Context, k string, blob []byte) error {
 	return wrap("put sealed", err)
 }
 
+// CreateSealed stores blob at key only if nothing is there (ErrDuplicate
+// otherwise): one statement, so concurrent creators cannot both succeed.
+func (s *Store) CreateSealed(ctx context.Context, k string, blob []byte) error {
+	if blob == nil {
+		blob = []byte{}
+	}
+	res, err := s.w.exec(ctx, `INSERT INTO sealed_secrets (key, blob, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (key) DO NOTHING`, k, blob, s.timeArg(now()))
+	if err != nil {
+		return wrap("create sealed", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return wrap("create sealed", err)
+	} else if n == 0 {
+		return store.ErrDuplicate
+	}
+	return nil
+}
+
 // GetSealed returns the blob at key, or ErrNotFound.
 func (s *Store) GetSealed(ctx context.Context, k string) ([]byte, error) {
 	var b []byte

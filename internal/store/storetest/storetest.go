@@ -1141,10 +1141,33 @@ func testSealed(t *testing.T, s store.Store) {
 	if len(got) != 0 {
 		t.Fatalf("empty blob came back as %x", got)
 	}
+	// Create writes only where nothing is; concurrent creators: one wins.
+	wantErr(t, s.CreateSealed(ctx, k, []byte("third")), store.ErrDuplicate)
+	if got, _ = s.GetSealed(ctx, k); string(got) != "second" {
+		t.Fatalf("after a refused create %q", got)
+	}
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() { errs <- s.CreateSealed(ctx, "created", []byte{byte(i)}) }()
+	}
+	won := 0
+	for range 8 {
+		switch err := <-errs; {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrDuplicate):
+			t.Fatalf("concurrent create: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of 8 concurrent creates succeeded", won)
+	}
+	must(t, s.DeleteSealed(ctx, "created"))
 	must(t, s.DeleteSealed(ctx, k))
 	_, err = s.GetSealed(ctx, k)
 	wantErr(t, err, store.ErrNotFound)
-	must(t, s.DeleteSealed(ctx, k)) // absent: no error
+	must(t, s.DeleteSealed(ctx, k))                  // absent: no error
+	must(t, s.CreateSealed(ctx, k, []byte("again"))) // deleted: creatable
 	if _, err := s.GetSealed(ctx, "other"); err != nil {
 		t.Fatalf("unrelated blob gone: %v", err)
 	}
