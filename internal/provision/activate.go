@@ -613,7 +613,7 @@ func (s *session) setAdminPassword(ctx context.Context, pw, step string) error {
 	}
 	rv := -1
 	err = s.e.do(ctx, s.client, func(m wsman.Messages) error {
-		r, err := m.AMT.AuthorizationService.SetAdminAclEntryEx("admin", aclDigestPassword(s.realm, pw))
+		r, err := m.AMT.AuthorizationService.SetAdminAclEntryEx("admin", aclDigestPassword("admin", s.realm, pw))
 		if r.Message != nil && strings.Contains(r.XMLOutput, "SetAdminAclEntryEx_OUTPUT") {
 			rv = int(r.Body.SetAdminResponse.ReturnValue)
 			return nil

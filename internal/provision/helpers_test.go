@@ -92,7 +92,7 @@ func TestDigestHelpers(t *testing.T) {
 		t.Fatal("validRealm")
 	}
 	sum := md5.Sum([]byte("admin:" + realm + ":P@ssw0rd"))
-	if got := aclDigestPassword(realm, "P@ssw0rd"); got != base64.StdEncoding.EncodeToString(sum[:]) {
+	if got := aclDigestPassword("admin", realm, "P@ssw0rd"); got != base64.StdEncoding.EncodeToString(sum[:]) {
 		t.Fatalf("aclDigestPassword %s", got)
 	}
 }

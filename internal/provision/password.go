@@ -73,10 +73,10 @@ func digestHA1(user, realm, password string) [16]byte {
 	return md5.Sum([]byte(user + ":" + realm + ":" + password))
 }
 
-// aclDigestPassword is SetAdminAclEntryEx's DigestPassword: base64 of the
-// raw 16-byte HA1 of "admin" (activation.md §6.3).
-func aclDigestPassword(realm, password string) string {
-	h := digestHA1("admin", realm, password)
+// aclDigestPassword is the DigestPassword of SetAdminAclEntryEx and the user
+// ACL methods: base64 of the raw 16-byte HA1 (activation.md §6.3).
+func aclDigestPassword(user, realm, password string) string {
+	h := digestHA1(user, realm, password)
 	return base64.StdEncoding.EncodeToString(h[:])
 }
 

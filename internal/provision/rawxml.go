@@ -54,21 +54,35 @@ func rawEnvelope(action, class string, selectors []struct {
 	name string
 	ref  epr
 }, body string) string {
+	var sel strings.Builder
+	for _, s := range selectors {
+		fmt.Fprintf(&sel, `<w:Selector Name=%q>%s</w:Selector>`, s.name, s.ref.xml())
+	}
+	return envelope(action, class, sel.String(), body)
+}
+
+// methodEnvelope builds an invocation of class.method with plain-text
+// selectors and the method's input parameters (escaped XML, "h:" prefixed),
+// for methods go-wsman-messages has no call for.
+func methodEnvelope(class, method string, selectors [][2]string, params string) string {
+	uri := amtSchema + class
+	return envelope(uri+"/"+method, class, selectorsXML("w", selectors),
+		`<h:`+method+`_INPUT xmlns:h="`+uri+`">`+params+`</h:`+method+`_INPUT>`)
+}
+
+// envelope is a request in the library's envelope shape: selectors are
+// rendered <w:Selector> elements ("" for none).
+func envelope(action, class, selectors, body string) string {
 	var id [8]byte
 	_, _ = rand.Read(id[:])
-	var sel strings.Builder
-	if len(selectors) > 0 {
-		sel.WriteString("<w:SelectorSet>")
-		for _, s := range selectors {
-			fmt.Fprintf(&sel, `<w:Selector Name=%q>%s</w:Selector>`, s.name, s.ref.xml())
-		}
-		sel.WriteString("</w:SelectorSet>")
+	if selectors != "" {
+		selectors = "<w:SelectorSet>" + selectors + "</w:SelectorSet>"
 	}
 	return `<?xml version="1.0" encoding="utf-8"?><Envelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:a="` + nsAddressing +
 		`" xmlns:w="` + nsWSMan + `" xmlns="http://www.w3.org/2003/05/soap-envelope"><Header><a:Action>` + action +
 		`</a:Action><a:To>/wsman</a:To><w:ResourceURI>` + amtSchema + class + `</w:ResourceURI><a:MessageID>uuid:` + hex.EncodeToString(id[:]) +
 		`</a:MessageID><a:ReplyTo><a:Address>` + anonymous + `</a:Address></a:ReplyTo><w:OperationTimeout>PT60S</w:OperationTimeout>` +
-		sel.String() + `</Header><Body>` + body + `</Body></Envelope>`
+		selectors + `</Header><Body>` + body + `</Body></Envelope>`
 }
 
 type eprSelector = struct {

@@ -2,8 +2,6 @@ package provision
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
@@ -31,28 +29,6 @@ const (
 	stepPowerPolicy = "power.policy"
 	stepUserACLs    = "useracl"
 )
-
-// methodEnvelope builds a method request go-wsman-messages has no call for:
-// class.method with plain-text selectors (name, value pairs) and the
-// method's input parameters (already escaped XML, "h:" prefixed).
-func methodEnvelope(class, method string, selectors [][2]string, params string) string {
-	var id [8]byte
-	_, _ = rand.Read(id[:])
-	uri := amtSchema + class
-	var sel strings.Builder
-	if len(selectors) > 0 {
-		sel.WriteString("<w:SelectorSet>")
-		for _, s := range selectors {
-			fmt.Fprintf(&sel, `<w:Selector Name=%q>%s</w:Selector>`, s[0], xmlEscape(s[1]))
-		}
-		sel.WriteString("</w:SelectorSet>")
-	}
-	return `<?xml version="1.0" encoding="utf-8"?><Envelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:a="` + nsAddressing +
-		`" xmlns:w="` + nsWSMan + `" xmlns="http://www.w3.org/2003/05/soap-envelope"><Header><a:Action>` + uri + "/" + method +
-		`</a:Action><a:To>/wsman</a:To><w:ResourceURI>` + uri + `</w:ResourceURI><a:MessageID>uuid:` + hex.EncodeToString(id[:]) +
-		`</a:MessageID><a:ReplyTo><a:Address>` + anonymous + `</a:Address></a:ReplyTo><w:OperationTimeout>PT60S</w:OperationTimeout>` +
-		sel.String() + `</Header><Body><h:` + method + `_INPUT xmlns:h="` + uri + `">` + params + `</h:` + method + `_INPUT></Body></Envelope>`
-}
 
 // returnValue reads <ReturnValue> from a method response (-1 when absent).
 func returnValue(body []byte) int {
@@ -197,13 +173,6 @@ func (c *configRun) powerPolicy(ctx context.Context) error {
 // Access permissions of user ACL entries.
 var accessNames = map[int]string{0: "local", 1: "network", 2: "any"}
 
-// digestPassword is AMT's DigestPassword: base64 of the raw MD5 of
-// user:realm:password.
-func digestPassword(user, realm, password string) string {
-	h := md5.Sum([]byte(user + ":" + realm + ":" + password))
-	return base64.StdEncoding.EncodeToString(h[:])
-}
-
 // userHandles maps the device's user ACL entries' names to their handles
 // (EnumerateUserAclEntries page by page, GetUserAclEntryEx each).
 func (c *configRun) userHandles(ctx context.Context) (map[string]int, error) {
@@ -278,13 +247,13 @@ func (c *configRun) userACLs(ctx context.Context) error {
 		if pw == "" {
 			return fail(fmt.Errorf("profile %s has no password for AMT user %s in the secret store", c.p.Name, a.Username))
 		}
-		dp := digestPassword(a.Username, realm, pw)
+		dp := aclDigestPassword(a.Username, realm, pw)
 		desc := fmt.Sprintf("%s (%s, realms %s)", a.Username, accessNames[a.AccessPermission], realmList(a.Realms))
 		if h, ok := existing[a.Username]; ok {
 			rv := -1
 			err := c.do(ctx, func(m wsman.Messages) error {
 				var err error
-				rv, err = invoke(m, methodEnvelope("AMT_AuthorizationService", "UpdateUserAclEntryEx", nil, aclParams(&h, a, dp)))
+				rv, err = invoke(m, methodEnvelope("AMT_AuthorizationService", "UpdateUserAclEntryEx", nil, aclParams(h, a, dp)))
 				return err
 			})
 			if err == nil {
@@ -322,13 +291,10 @@ func (c *configRun) userACLs(ctx context.Context) error {
 }
 
 // aclParams renders UpdateUserAclEntryEx's input parameters.
-func aclParams(handle *int, a store.UserACL, digest string) string {
+func aclParams(handle int, a store.UserACL, digest string) string {
 	var b strings.Builder
-	if handle != nil {
-		fmt.Fprintf(&b, "<h:Handle>%d</h:Handle>", *handle)
-	}
-	fmt.Fprintf(&b, "<h:DigestUsername>%s</h:DigestUsername><h:DigestPassword>%s</h:DigestPassword><h:AccessPermission>%d</h:AccessPermission>",
-		xmlEscape(a.Username), digest, a.AccessPermission)
+	fmt.Fprintf(&b, "<h:Handle>%d</h:Handle><h:DigestUsername>%s</h:DigestUsername><h:DigestPassword>%s</h:DigestPassword><h:AccessPermission>%d</h:AccessPermission>",
+		handle, xmlEscape(a.Username), digest, a.AccessPermission)
 	for _, r := range a.Realms {
 		fmt.Fprintf(&b, "<h:Realms>%d</h:Realms>", r)
 	}
